@@ -1,0 +1,5 @@
+import sys
+
+from aiservice.cli import main
+
+sys.exit(main())

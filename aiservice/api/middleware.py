@@ -1,0 +1,19 @@
+"""Request ids: taken from ``X-Request-ID`` when sane, made otherwise, echoed back."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+_SANE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestId:
+    def process_request(self, req, resp):
+        given = req.get_header("X-Request-ID")
+        req.context.request_id = given if given and _SANE.match(given) else uuid.uuid4().hex
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        request_id = getattr(req.context, "request_id", None)
+        if request_id:
+            resp.set_header("X-Request-ID", request_id)

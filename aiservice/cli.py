@@ -1,0 +1,121 @@
+"""The ``aiservice`` command: serve, migrate, dev."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from aiservice import logs, migrations
+from aiservice.config import ConfigError, Settings, redact_url
+from aiservice.db import errors_translated
+from aiservice.errors import AIServiceError
+
+log = logging.getLogger("aiservice")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env(os.environ)
+    except ConfigError as exc:
+        raise SystemExit(f"aiservice: {exc}") from None
+
+
+def _migrate(settings: Settings) -> None:
+    try:
+        with errors_translated():
+            applied = migrations.migrate(settings)
+    except AIServiceError as exc:
+        raise SystemExit(f"aiservice: migrations failed on {redact_url(settings.database_url)}: {exc}") from None
+    for name in applied:
+        print(f"applied {name}", file=sys.stderr)
+
+
+def cmd_migrate(args) -> int:
+    settings = _settings()
+    logs.configure(settings.log_level)
+    _migrate(settings)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    """Migrate (when MIGRATE_ON_START), then become gunicorn with the packaged config."""
+    settings = _settings()
+    logs.configure(settings.log_level)
+    if settings.migrate_on_start:
+        _migrate(settings)
+    # Migrations are done once here, not again in every gunicorn worker.
+    env = {**os.environ, "MIGRATE_ON_START": "false"}
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:aiservice.gunicorn_conf", "aiservice.wsgi:app"]
+    os.execve(sys.executable, argv, env)
+    return 0  # not reached
+
+
+def cmd_dev(args) -> int:
+    """Run the whole service on this machine, with a PostgreSQL of its own unless DATABASE_URL is set."""
+    logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
+    env = dict(os.environ)
+    cluster = None
+    if not env.get("DATABASE_URL"):
+        from aiservice.localpg import LocalPostgres, LocalPostgresError, port_is_free
+
+        port = args.pg_port if port_is_free(args.pg_port) else None
+        cluster = LocalPostgres(Path(args.data_dir) / "pg", port=port)
+        try:
+            cluster.init()
+            if cluster.running():
+                cluster.stop("immediate")  # left over from a run that was killed
+            cluster.start()
+            env["DATABASE_URL"] = cluster.create_database("aiservice")
+        except LocalPostgresError as exc:
+            raise SystemExit(f"aiservice dev: {exc}") from None
+        log.info("PostgreSQL running at %s (data in %s)", env["DATABASE_URL"], cluster.data)
+    children = []
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        children.append(subprocess.Popen([sys.executable, "-m", "aiservice", "serve"], env=env))
+        while not stopping and all(c.poll() is None for c in children):
+            time.sleep(0.2)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if cluster is not None:
+            cluster.stop()
+            log.info("PostgreSQL stopped")
+    failed = [c.returncode for c in children if c.returncode not in (0, -signal.SIGTERM)]
+    return 0 if stopping or not failed else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aiservice", description="AI Service: jobs for AI work on PostgreSQL.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the HTTP API under gunicorn").set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="apply sql/migrations in order").set_defaults(func=cmd_migrate)
+    dev = sub.add_parser("dev", help="run the service here, with its own PostgreSQL when DATABASE_URL is unset")
+    dev.add_argument("--data-dir", default=".local", help="where the local PostgreSQL keeps its data")
+    dev.add_argument("--pg-port", type=int, default=54329, help="port of the local PostgreSQL")
+    dev.set_defaults(func=cmd_dev)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""The job store: every job operation, by named query, for the API and the worker alike.
+
+Inputs are already validated (``api/``); rows come back as dicts, and
+``public_job`` turns one into what the API shows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable
+
+from psycopg.types.json import Jsonb
+
+from aiservice import migrations
+from aiservice.config import Settings
+from aiservice.db import Database
+from aiservice.errors import (
+    BatchNotFound,
+    IdempotencyConflict,
+    InvalidTransition,
+    JobNotFound,
+    LeaseMismatch,
+)
+from aiservice.ids import uuid7
+from aiservice.queries import Q
+
+STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+RETRYABLE_CATEGORIES = frozenset({"timeout", "rate_limited", "provider_unavailable", "lease_expired"})
+MAX_ERROR_MESSAGE = 4000
+
+# The fields a caller sets on a job (all optional but the first three).
+JOB_FIELDS = ("owner_service", "task_type", "model_profile", "owner_ref", "input",
+              "priority", "run_after", "max_attempts", "idempotency_key")
+PUBLIC_FIELDS = ("id", "owner_service", "owner_ref", "task_type", "model_profile", "input",
+                 "result", "status", "priority", "run_after", "attempts", "max_attempts",
+                 "error", "errors", "worker_id", "lease_expires_at", "idempotency_key",
+                 "batch_id", "created_at", "started_at", "finished_at", "updated_at",
+                 "duration_ms")
+
+
+def request_hash(job: dict) -> str:
+    """Fingerprint of what a caller asked for, to tell a replay from a reused key."""
+    canonical = json.dumps({k: job.get(k) for k in JOB_FIELDS}, sort_keys=True,
+                           separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def timestamp(value: dt.datetime | None) -> str | None:
+    """RFC 3339 in UTC with microseconds: 2026-11-24T09:00:00.000000Z."""
+    if value is None:
+        return None
+    return value.astimezone(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def public_job(row: dict) -> dict:
+    """A job row as the API shows it (JSON-ready)."""
+    job = {name: row[name] for name in PUBLIC_FIELDS}
+    job["id"] = str(row["id"])
+    job["batch_id"] = str(row["batch_id"]) if row["batch_id"] else None
+    for name in ("run_after", "lease_expires_at", "created_at", "started_at", "finished_at", "updated_at"):
+        job[name] = timestamp(row[name])
+    return job
+
+
+def _with_defaults(job: dict) -> dict:
+    return {
+        "owner_service": job["owner_service"],
+        "task_type": job["task_type"],
+        "model_profile": job["model_profile"],
+        "owner_ref": job.get("owner_ref"),
+        "input": job.get("input", {}),
+        "priority": job.get("priority", 0),
+        "run_after": job.get("run_after"),
+        "max_attempts": job.get("max_attempts", 3),
+        "idempotency_key": job.get("idempotency_key"),
+    }
+
+
+class JobStore:
+    """Job operations on PostgreSQL. Each method is one short transaction."""
+
+    def __init__(self, db: Database, settings: Settings):
+        self.db = db
+        self.settings = settings
+
+    # --- creating -------------------------------------------------------
+
+    def create(self, job: dict) -> tuple[dict, bool]:
+        """Insert a job; return (row, created). A reused idempotency key returns the first job."""
+        job = _with_defaults(job)
+        fingerprint = request_hash(job)
+        params = {**job, "id": uuid7(), "input": Jsonb(job["input"]), "request_hash": fingerprint}
+        with self.db.transaction() as conn:
+            row = conn.execute(Q.create_job, params).fetchone()
+            if row is not None:
+                return row, True
+            # ON CONFLICT waited for any concurrent insert of the same key to
+            # commit, so this read (a new snapshot) sees the winner.
+            existing = conn.execute(Q.get_job_by_idempotency_key, job).fetchone()
+        if existing is None:  # the winner rolled back, or was pruned meanwhile
+            return self.create(job)
+        _check_replay(existing, fingerprint)
+        return existing, False
+
+    def create_batch(self, jobs: list[dict], owner_service: str | None = None) -> tuple[uuid.UUID, list[dict]]:
+        """Insert many jobs in one statement, all or nothing; return (batch id, rows in order).
+
+        A job whose idempotency key already exists resolves to the existing job.
+        """
+        jobs = [_with_defaults(j) for j in jobs]
+        batch_id = uuid7()
+        ids = [uuid7() for _ in jobs]
+        hashes = [request_hash(j) for j in jobs]
+        params = {
+            "batch_id": batch_id,
+            "ids": ids,
+            "owner_services": [j["owner_service"] for j in jobs],
+            "owner_refs": [j["owner_ref"] for j in jobs],
+            "task_types": [j["task_type"] for j in jobs],
+            "model_profiles": [j["model_profile"] for j in jobs],
+            "inputs": [json.dumps(j["input"], separators=(",", ":")) for j in jobs],
+            "priorities": [j["priority"] for j in jobs],
+            "run_afters": [j["run_after"] for j in jobs],
+            "max_attempts": [j["max_attempts"] for j in jobs],
+            "idempotency_keys": [j["idempotency_key"] for j in jobs],
+            "request_hashes": hashes,
+        }
+        with self.db.transaction() as conn:
+            conn.execute(Q.create_batch, {"id": batch_id, "owner_service": owner_service,
+                                          "job_count": len(jobs)})
+            inserted = {row["id"]: row for row in conn.execute(Q.create_jobs, params).fetchall()}
+            existing = {}
+            if len(inserted) < len(jobs):
+                missing = [j for i, j in zip(ids, jobs) if i not in inserted]
+                rows = conn.execute(Q.get_jobs_by_idempotency_keys, {
+                    "owner_services": [j["owner_service"] for j in missing],
+                    "idempotency_keys": [j["idempotency_key"] for j in missing],
+                }).fetchall()
+                existing = {(r["owner_service"], r["idempotency_key"]): r for r in rows}
+            ordered = []
+            for job_id, job, fingerprint in zip(ids, jobs, hashes):
+                row = inserted.get(job_id)
+                if row is None:
+                    row = existing[(job["owner_service"], job["idempotency_key"])]
+                    _check_replay(row, fingerprint)
+                ordered.append(row)
+        return batch_id, ordered
+
+    # --- reading --------------------------------------------------------
+
+    def get(self, job_id: uuid.UUID) -> dict:
+        with self.db.transaction() as conn:
+            row = conn.execute(Q.get_job, {"id": job_id}).fetchone()
+        if row is None:
+            raise JobNotFound()
+        return row
+
+    def list(self, *, limit: int, before_id: uuid.UUID | None = None, owner_service=None,
+             owner_ref=None, status=None, task_type=None, model_profile=None,
+             batch_id=None) -> list[dict]:
+        """Newest first; ``before_id`` continues after the last job of the previous page."""
+        params = {"limit": limit, "before_id": before_id, "owner_service": owner_service,
+                  "owner_ref": owner_ref, "status": status, "task_type": task_type,
+                  "model_profile": model_profile, "batch_id": batch_id}
+        with self.db.transaction() as conn:
+            # Unprepared: a cached generic plan cannot use the index of the
+            # filter a given call has.
+            return conn.execute(Q.list_jobs, params, prepare=False).fetchall()
+
+    def batch(self, batch_id: uuid.UUID) -> dict:
+        with self.db.transaction() as conn:
+            row = conn.execute(Q.get_batch, {"id": batch_id}).fetchone()
+        if row is None:
+            raise BatchNotFound()
+        return row
+
+    # --- the worker's side ----------------------------------------------
+
+    def claim(self, worker_id: str, limit: int, *, task_types: Iterable[str] | None = None,
+              model_profiles: Iterable[str] | None = None,
+              lease_seconds: float | None = None) -> list[dict]:
+        """Claim up to ``limit`` jobs for ``worker_id``, highest priority first, then oldest."""
+        params = {
+            "worker_id": worker_id,
+            "limit": limit,
+            "task_types": list(task_types) if task_types is not None else None,
+            "model_profiles": list(model_profiles) if model_profiles is not None else None,
+            "lease_seconds": float(lease_seconds or self.settings.lease_seconds),
+        }
+        with self.db.transaction() as conn:
+            rows = conn.execute(Q.claim_jobs, params).fetchall()
+        rows.sort(key=lambda r: (-r["priority"], r["run_after"], r["id"]))
+        return rows
+
+    def heartbeat(self, job_id: uuid.UUID, worker_id: str, *, attempt: int | None = None,
+                  lease_seconds: float | None = None) -> dict:
+        return self._fenced(Q.heartbeat_job, job_id, worker_id, attempt,
+                            lease_seconds=lease_seconds)
+
+    def complete(self, job_id: uuid.UUID, worker_id: str, result: dict, *,
+                 attempt: int | None = None) -> dict:
+        return self._fenced(Q.complete_job, job_id, worker_id, attempt, result=Jsonb(result))
+
+    def fail(self, job_id: uuid.UUID, worker_id: str, category: str, message: str, *,
+             attempt: int | None = None, retryable: bool | None = None,
+             retry_after_seconds: float | None = None) -> dict:
+        """Record a failed attempt; retryable ones with attempts left go back to pending."""
+        if retryable is None:
+            retryable = category in RETRYABLE_CATEGORIES
+        if len(message) > MAX_ERROR_MESSAGE:
+            message = message[: MAX_ERROR_MESSAGE - 3] + "..."
+        return self._fenced(
+            Q.fail_job, job_id, worker_id, attempt, category=category, message=message,
+            retryable=retryable, retry_after_seconds=retry_after_seconds,
+            backoff_base=self.settings.retry_backoff_base,
+            backoff_max=self.settings.retry_backoff_max,
+        )
+
+    def _fenced(self, query: str, job_id, worker_id, attempt, **params) -> dict:
+        """Run a write that only the lease holder may make; explain a refusal."""
+        with self.db.transaction() as conn:
+            row = conn.execute(query, {"id": job_id, "worker_id": worker_id,
+                                       "attempt": attempt, **params}).fetchone()
+            if row is not None:
+                return row
+            state = conn.execute(Q.get_job_state, {"id": job_id}).fetchone()
+        if state is None:
+            raise JobNotFound()
+        if state["status"] != "running":
+            raise InvalidTransition(f"the job is {state['status']}, not running",
+                                    current_status=state["status"])
+        raise LeaseMismatch(
+            "the job is held by another worker or a later attempt "
+            f"(current attempt {state['attempts']})",
+            current_status=state["status"],
+        )
+
+    # --- operators' side ------------------------------------------------
+
+    def retry(self, job_id: uuid.UUID) -> dict:
+        return self._transition(Q.retry_job, job_id, "retry", "failed or running")
+
+    def cancel(self, job_id: uuid.UUID) -> dict:
+        return self._transition(Q.cancel_job, job_id, "cancel", "pending or running")
+
+    def _transition(self, query: str, job_id, verb: str, allowed: str) -> dict:
+        with self.db.transaction() as conn:
+            row = conn.execute(query, {"id": job_id}).fetchone()
+            if row is not None:
+                return row
+            state = conn.execute(Q.get_job_state, {"id": job_id}).fetchone()
+        if state is None:
+            raise JobNotFound()
+        raise InvalidTransition(
+            f"cannot {verb} a job that is {state['status']} (only {allowed})",
+            current_status=state["status"],
+        )
+
+    # --- numbers ----------------------------------------------------------
+
+    def stats(self, window_seconds: float) -> dict:
+        with self.db.transaction() as conn:
+            depth = conn.execute(Q.queue_depth, prepare=False).fetchall()
+            oldest = conn.execute(Q.oldest_pending).fetchone()
+            finished = conn.execute(Q.finished_since, {"window_seconds": window_seconds},
+                                    prepare=False).fetchall()
+            health = conn.execute(Q.database_health).fetchone()
+        totals = {status: 0 for status in ("pending", "running")}
+        scheduled = 0
+        for row in depth:
+            totals[row["status"]] += row["count"]
+            scheduled += row["scheduled"]
+        outcome = {status: 0 for status in ("completed", "failed", "cancelled")}
+        failures: dict[str, int] = {}
+        for row in finished:
+            outcome[row["status"]] += row["count"]
+            if row["status"] == "failed":
+                category = row["category"] or "unknown"
+                failures[category] = failures.get(category, 0) + row["count"]
+        return {
+            "queue": {**totals, "scheduled": scheduled},
+            "depth": [{"status": r["status"], "task_type": r["task_type"],
+                       "model_profile": r["model_profile"], "count": r["count"]} for r in depth],
+            "oldest_pending_age_seconds": _seconds(oldest["oldest_pending_age_seconds"]),
+            "longest_due_wait_seconds": _seconds(oldest["longest_due_wait_seconds"]),
+            "window_seconds": window_seconds,
+            "finished": outcome,
+            "failures_by_category": dict(sorted(failures.items())),
+            "throughput_per_minute": round(outcome["completed"] * 60 / window_seconds, 3),
+            "database": {
+                "oldest_transaction_age_seconds": _seconds(health["oldest_transaction_age_seconds"]),
+                "jobs_dead_rows": health["jobs_dead_rows"],
+                "jobs_live_rows": health["jobs_live_rows"],
+            },
+        }
+
+    def migrations_current(self) -> bool:
+        """True when every migration shipped with this version is applied, unchanged."""
+        with self.db.transaction() as conn:
+            if not conn.execute(Q.migrations_table_exists).fetchone()["present"]:
+                return False
+            applied = {r["name"]: r["checksum"] for r in conn.execute(Q.applied_migrations)}
+        return all(applied.get(m.name) == m.checksum for m in migrations.available())
+
+
+def _check_replay(existing: dict, fingerprint: str) -> None:
+    if existing["request_hash"] != fingerprint:
+        raise IdempotencyConflict(
+            "this idempotency_key was already used for a different job "
+            f"({existing['id']})",
+            current_status=existing["status"],
+        )
+
+
+def _seconds(value) -> float | None:
+    return None if value is None else round(float(value), 3)

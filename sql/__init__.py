@@ -1,0 +1,1 @@
+"""Plain SQL shipped with the service: migrations/, queries/ (named blocks) and reports/."""
