@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import signal
@@ -62,10 +63,15 @@ def cmd_dev(args) -> int:
     env = dict(os.environ)
     cluster = None
     if not env.get("DATABASE_URL"):
-        from aiservice.localpg import LocalPostgres, LocalPostgresError, port_is_free
+        from aiservice.localpg import (LocalPostgres, LocalPostgresError, port_is_free,
+                                       reachable_by_server_user)
 
+        root = Path(args.data_dir).resolve() / "pg"
+        if not reachable_by_server_user(root):
+            # e.g. a checkout under /root (mode 0700): keep the data where 'postgres' can go.
+            root = Path("/var/tmp") / f"aiservice-dev-{hashlib.sha256(bytes(root)).hexdigest()[:10]}" / "pg"
         port = args.pg_port if port_is_free(args.pg_port) else None
-        cluster = LocalPostgres(Path(args.data_dir) / "pg", port=port)
+        cluster = LocalPostgres(root, port=port)
         try:
             cluster.init()
             if cluster.running():

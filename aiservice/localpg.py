@@ -56,6 +56,17 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def reachable_by_server_user(path: str | os.PathLike) -> bool:
+    """Whether the server's user can reach ``path`` (as root, it runs as 'postgres')."""
+    if os.geteuid() != 0:
+        return True
+    probe = Path(path).resolve()
+    while not probe.exists():
+        probe = probe.parent
+    return subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(probe)],
+                          capture_output=True).returncode == 0
+
+
 class LocalPostgres:
     """One cluster in ``data_dir`` on 127.0.0.1:``port``."""
 

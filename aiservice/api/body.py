@@ -27,7 +27,11 @@ def read_json(req: falcon.Request, max_bytes: int, *, optional: bool = False) ->
     length = req.content_length
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"the request body is {length} bytes; the limit is {max_bytes}")
-    raw = req.bounded_stream.read(max_bytes + 1)
+    if length is None and req.env.get("wsgi.input_terminated"):
+        # A chunked body: gunicorn marks the stream as ending at the body's end.
+        raw = req.stream.read(max_bytes + 1)
+    else:
+        raw = req.bounded_stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"the request body is over the limit of {max_bytes} bytes")
     if not raw.strip():
