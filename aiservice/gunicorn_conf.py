@@ -44,6 +44,10 @@ loglevel = _settings.log_level.lower()
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
 proc_name = "aiservice-api"
 
+# Recent gunicorn opens a control socket under ~/.gunicorn by default; the
+# service account has no home to write to (and systemd units protect it).
+control_socket_disable = True
+
 
 def post_worker_init(worker):
     """Open this worker's pool now rather than on its first request."""

@@ -220,44 +220,44 @@ class JobStore:
         )
 
     def _fenced(self, query: str, job_id, worker_id, attempt, **params) -> dict:
-        """Run a write that only the lease holder may make; explain a refusal."""
-        with self.db.transaction() as conn:
-            row = conn.execute(query, {"id": job_id, "worker_id": worker_id,
-                                       "attempt": attempt, **params}).fetchone()
-            if row is not None:
-                return row
-            state = conn.execute(Q.get_job_state, {"id": job_id}).fetchone()
-        if state is None:
-            raise JobNotFound()
-        if state["status"] != "running":
-            raise InvalidTransition(f"the job is {state['status']}, not running",
-                                    current_status=state["status"])
-        raise LeaseMismatch(
-            "the job is held by another worker or a later attempt "
-            f"(current attempt {state['attempts']})",
-            current_status=state["status"],
-        )
+        """A write only the lease holder (this worker, this attempt) may make."""
+        def refusal(state: dict) -> Exception:
+            if state["status"] != "running":
+                return InvalidTransition(f"the job is {state['status']}, not running",
+                                         current_status=state["status"])
+            return LeaseMismatch("the job is held by another worker or a later attempt "
+                                 f"(current attempt {state['attempts']})",
+                                 current_status=state["status"])
+
+        return self._write(query, {"id": job_id, "worker_id": worker_id, "attempt": attempt,
+                                   **params}, refusal)
 
     # --- operators' side ------------------------------------------------
 
     def retry(self, job_id: uuid.UUID) -> dict:
-        return self._transition(Q.retry_job, job_id, "retry", "failed or running")
+        return self._write(Q.retry_job, {"id": job_id}, lambda state: InvalidTransition(
+            f"cannot retry a job that is {state['status']} (only failed or running)",
+            current_status=state["status"]))
 
     def cancel(self, job_id: uuid.UUID) -> dict:
-        return self._transition(Q.cancel_job, job_id, "cancel", "pending or running")
+        return self._write(Q.cancel_job, {"id": job_id}, lambda state: InvalidTransition(
+            f"cannot cancel a job that is {state['status']} (only pending or running)",
+            current_status=state["status"]))
 
-    def _transition(self, query: str, job_id, verb: str, allowed: str) -> dict:
+    def _write(self, query: str, params: dict, refusal) -> dict:
+        """Run a guarded UPDATE ... RETURNING; when it matches nothing, say why.
+
+        The job's state is read in the same transaction, right after the write
+        that did not match: 404 for an unknown job, else ``refusal(state)``.
+        """
         with self.db.transaction() as conn:
-            row = conn.execute(query, {"id": job_id}).fetchone()
+            row = conn.execute(query, params).fetchone()
             if row is not None:
                 return row
-            state = conn.execute(Q.get_job_state, {"id": job_id}).fetchone()
+            state = conn.execute(Q.get_job_state, {"id": params["id"]}).fetchone()
         if state is None:
             raise JobNotFound()
-        raise InvalidTransition(
-            f"cannot {verb} a job that is {state['status']} (only {allowed})",
-            current_status=state["status"],
-        )
+        raise refusal(state)
 
     # --- numbers ----------------------------------------------------------
 
