@@ -44,6 +44,38 @@ def cmd_migrate(args) -> int:
     return 0
 
 
+def cmd_worker(args) -> int:
+    """The built-in worker: claims jobs its providers can run and runs them."""
+    from aiservice.jobs import JobStore
+    from aiservice.worker.runner import Worker
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+    worker = Worker(settings)
+    worker.install_signal_handlers()
+    if not worker.handlers:
+        raise SystemExit("aiservice worker: no providers configured: set LLM_BASE_URL and/or WHISPERX_URL")
+    if not _wait_for_migrations(JobStore(worker.db, settings), worker.stop):
+        return 0
+    return worker.run()
+
+
+def _wait_for_migrations(store, stop) -> bool:
+    """Block until the schema is current (the API migrates it); False if asked to stop first."""
+    said = False
+    while not stop.is_set():
+        try:
+            if store.migrations_current():
+                return True
+        except AIServiceError:
+            pass
+        if not said:
+            log.info("waiting for the database and its migrations")
+            said = True
+        stop.wait(1.0)
+    return False
+
+
 def cmd_serve(args) -> int:
     """Migrate (when MIGRATE_ON_START), then become gunicorn with the packaged config."""
     settings = _settings()
@@ -92,6 +124,10 @@ def cmd_dev(args) -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         children.append(subprocess.Popen([sys.executable, "-m", "aiservice", "serve"], env=env))
+        if env.get("LLM_BASE_URL") or env.get("WHISPERX_URL"):
+            children.append(subprocess.Popen([sys.executable, "-m", "aiservice", "worker"], env=env))
+        else:
+            log.info("no worker: set LLM_BASE_URL and/or WHISPERX_URL to run the built-in worker")
         while not stopping and all(c.poll() is None for c in children):
             time.sleep(0.2)
     finally:
@@ -115,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the HTTP API under gunicorn").set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="apply sql/migrations in order").set_defaults(func=cmd_migrate)
+    sub.add_parser("worker", help="run the built-in worker").set_defaults(func=cmd_worker)
     dev = sub.add_parser("dev", help="run the service here, with its own PostgreSQL when DATABASE_URL is unset")
     dev.add_argument("--data-dir", default=".local", help="where the local PostgreSQL keeps its data")
     dev.add_argument("--pg-port", type=int, default=54329, help="port of the local PostgreSQL")

@@ -120,10 +120,23 @@ class Settings:
     llm_model: str = "qwen2.5-14b"
     llm_timeout: float = 300.0
     whisperx_url: str | None = None
+    whisperx_api: str = "asr"
+    whisperx_concurrency: int = 1
+    whisperx_timeout: float = 1800.0
+    whisperx_model: str = "whisper-1"
+    audio_max_bytes: int = 100 * 1024 * 1024
+    provider_connect_timeout: float = 5.0
     worker_id: str = dataclasses.field(default_factory=socket.gethostname)
     worker_poll_interval: float = 2.0
     worker_claim_limit: int = 4
+    worker_concurrency: int | None = None
+    worker_shutdown_grace: float = 30.0
     log_level: str = "INFO"
+
+    @property
+    def worker_threads(self) -> int:
+        """Job threads of the worker: WORKER_CONCURRENCY, else WORKER_CLAIM_LIMIT."""
+        return self.worker_concurrency or self.worker_claim_limit
 
     def __repr__(self) -> str:  # never print the database password
         return f"Settings(database_url={redact_url(self.database_url)!r}, ...)"
@@ -173,9 +186,17 @@ _VARIABLES = (
     ("LLM_MODEL", "llm_model", str.strip),
     ("LLM_TIMEOUT", "llm_timeout", _positive_duration),
     ("WHISPERX_URL", "whisperx_url", _url),
+    ("WHISPERX_API", "whisperx_api", lambda s: _choice(s.strip().lower(), ("asr", "openai"))),
+    ("WHISPERX_CONCURRENCY", "whisperx_concurrency", _positive_int),
+    ("WHISPERX_TIMEOUT", "whisperx_timeout", _positive_duration),
+    ("WHISPERX_MODEL", "whisperx_model", str.strip),
+    ("AUDIO_MAX_BYTES", "audio_max_bytes", _positive_int),
+    ("PROVIDER_CONNECT_TIMEOUT", "provider_connect_timeout", _positive_duration),
     ("WORKER_ID", "worker_id", str.strip),
     ("WORKER_POLL_INTERVAL", "worker_poll_interval", _positive_duration),
     ("WORKER_CLAIM_LIMIT", "worker_claim_limit", _positive_int),
+    ("WORKER_CONCURRENCY", "worker_concurrency", _positive_int),
+    ("WORKER_SHUTDOWN_GRACE", "worker_shutdown_grace", _positive_duration),
     ("LOG_LEVEL", "log_level", lambda s: _choice(s.upper(), ("DEBUG", "INFO", "WARNING", "ERROR"))),
 )
 

@@ -60,14 +60,15 @@ def _check_when_readable(conn: psycopg.Connection) -> None:
 class Database:
     """One connection pool per process, opened on first use (after gunicorn forks)."""
 
-    def __init__(self, settings: Settings, application_name: str = "aiservice-api"):
+    def __init__(self, settings: Settings, application_name: str = "aiservice-api",
+                 pool_size: int | None = None):
         self.settings = settings
         self._lock = threading.Lock()
         self._pool = ConnectionPool(
             settings.database_url,
             kwargs={**connect_kwargs(settings, application_name), "row_factory": dict_row},
             min_size=1,
-            max_size=settings.db_pool_size,
+            max_size=pool_size or settings.db_pool_size,
             timeout=settings.db_pool_timeout,
             check=_check_when_readable,
             name=application_name,

@@ -219,6 +219,29 @@ class JobStore:
             backoff_max=self.settings.retry_backoff_max,
         )
 
+    def heartbeat_many(self, worker_id: str, held: list[tuple[uuid.UUID, int]]) -> set[uuid.UUID]:
+        """Extend the leases of ``held`` (id, attempt) pairs in one statement; return the ids still held."""
+        if not held:
+            return set()
+        params = {"worker_id": worker_id, "ids": [i for i, _ in held], "attempts": [a for _, a in held]}
+        with self.db.transaction() as conn:
+            return {row["id"] for row in conn.execute(Q.heartbeat_jobs, params)}
+
+    def release(self, worker_id: str, held: list[tuple[uuid.UUID, int]]) -> set[uuid.UUID]:
+        """Hand ``held`` jobs back to pending without counting the attempt; return the ids released."""
+        if not held:
+            return set()
+        params = {"worker_id": worker_id, "ids": [i for i, _ in held], "attempts": [a for _, a in held]}
+        with self.db.transaction() as conn:
+            return {row["id"] for row in conn.execute(Q.release_jobs, params)}
+
+    def next_due(self, task_types: list[str], model_profiles: list[str]) -> float | None:
+        """Seconds until a job of these kinds becomes claimable by time alone (None: no such job)."""
+        with self.db.transaction() as conn:
+            row = conn.execute(Q.next_due, {"task_types": task_types,
+                                            "model_profiles": model_profiles}).fetchone()
+        return None if row["seconds"] is None else max(0.0, float(row["seconds"]))
+
     def _fenced(self, query: str, job_id, worker_id, attempt, **params) -> dict:
         """A write only the lease holder (this worker, this attempt) may make."""
         def refusal(state: dict) -> Exception:

@@ -230,3 +230,43 @@ SELECT b.id, b.owner_service, b.job_count, b.created_at,
        ) c), '{}') AS counts
 FROM batches b
 WHERE b.id = %(id)s;
+
+-- name: heartbeat_jobs
+-- Extend the leases of many running jobs this worker holds, each fenced by its
+-- attempt; returns the ids still held (a missing id was lost, retried or cancelled).
+UPDATE jobs SET
+    lease_expires_at = now() + make_interval(secs => lease_seconds),
+    updated_at = now()
+FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS held(id, attempt)
+WHERE jobs.id = held.id AND jobs.attempts = held.attempt
+  AND jobs.status = 'running' AND jobs.worker_id = %(worker_id)s
+RETURNING jobs.id;
+
+-- name: release_jobs
+-- Hand running jobs back to pending, due now, without counting the attempt
+-- (a worker shutting down before it could finish them); fenced like heartbeat.
+UPDATE jobs SET
+    status = 'pending',
+    attempts = greatest(jobs.attempts - 1, 0),
+    worker_id = NULL,
+    lease_expires_at = NULL,
+    started_at = NULL,
+    run_after = now(),
+    updated_at = now()
+FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS held(id, attempt)
+WHERE jobs.id = held.id AND jobs.attempts = held.attempt
+  AND jobs.status = 'running' AND jobs.worker_id = %(worker_id)s
+RETURNING jobs.id;
+
+-- name: next_due^
+-- Seconds until the next job of these kinds becomes claimable by time alone:
+-- the earliest future run_after of a pending job, or the earliest lease expiry
+-- of a running one. NULL when there is none.
+SELECT extract(epoch FROM least(
+    (SELECT min(run_after) FROM jobs
+     WHERE status = 'pending' AND run_after > now()
+       AND task_type = ANY(%(task_types)s) AND model_profile = ANY(%(model_profiles)s)),
+    (SELECT min(lease_expires_at) FROM jobs
+     WHERE status = 'running'
+       AND task_type = ANY(%(task_types)s) AND model_profile = ANY(%(model_profiles)s))
+) - now()) AS seconds;

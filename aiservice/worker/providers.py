@@ -1,0 +1,155 @@
+"""Calling model providers over HTTP: one shared urllib3 pool, explicit timeouts,
+no hidden retries (the job's retry policy decides), and errors turned into the
+contract's categories, by HTTP status first, then the error body.
+
+Messages built here never hold a secret: URLs are shown redacted, and the
+configured API key is scrubbed from anything a provider echoes back.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+
+import urllib3
+
+from aiservice.config import redact_url
+
+MAX_PROVIDER_MESSAGE = 500
+# A provider asking us to wait longer than this is treated as a failure to
+# retry later anyway; the job's backoff cap still applies on top.
+MAX_RETRY_AFTER = 3600.0
+
+
+class ProviderError(Exception):
+    """A failed call: category (contract vocabulary), message, retryable, Retry-After."""
+
+    def __init__(self, category: str, message: str, *, retryable: bool | None = None,
+                 retry_after: float | None = None, status: int | None = None):
+        super().__init__(message)
+        self.category = category
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+
+def make_pool(max_connections: int) -> urllib3.PoolManager:
+    """The one HTTP pool of a worker process, shared by its threads."""
+    return urllib3.PoolManager(num_pools=8, maxsize=max(1, max_connections), block=True, retries=False)
+
+
+class Client:
+    """Requests to one provider; knows its secret only to send and to scrub it."""
+
+    def __init__(self, http: urllib3.PoolManager, *, connect_timeout: float, secret: str | None = None):
+        self.http = http
+        self.connect_timeout = connect_timeout
+        self.secret = secret
+
+    def scrub(self, text: str) -> str:
+        if self.secret:
+            text = text.replace(self.secret, "[redacted]")
+        return text
+
+    def request(self, method: str, url: str, *, timeout: float, **kwargs) -> urllib3.BaseHTTPResponse:
+        """Send one request; transport failures raise ProviderError (timeout / provider_unavailable)."""
+        t = urllib3.Timeout(connect=min(self.connect_timeout, timeout), read=timeout)
+        started = time.monotonic()
+        # urllib3 makes NewConnectionError a ConnectTimeoutError: check it first.
+        try:
+            return self.http.request(method, url, timeout=t, retries=False, **kwargs)
+        except urllib3.exceptions.NewConnectionError:
+            raise ProviderError("provider_unavailable", f"cannot connect to {redact_url(url)}") from None
+        except urllib3.exceptions.ConnectTimeoutError:
+            raise ProviderError("provider_unavailable",
+                                f"cannot connect to {redact_url(url)} within {t.connect_timeout}s") from None
+        except urllib3.exceptions.TimeoutError:
+            elapsed = time.monotonic() - started
+            raise ProviderError("timeout", f"{redact_url(url)} did not answer within {elapsed:.1f}s") from None
+        except urllib3.exceptions.ProtocolError:
+            raise ProviderError("provider_unavailable",
+                                f"{redact_url(url)} closed the connection before answering") from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise ProviderError("provider_unavailable",
+                                f"request to {redact_url(url)} failed ({type(exc).__name__})") from None
+
+    def error_for(self, resp: urllib3.BaseHTTPResponse, what: str) -> ProviderError:
+        """The ProviderError for a non-2xx answer."""
+        status = resp.status
+        detail = self.scrub(_error_message(resp.data))
+        text = f"{what} answered {status}" + (f": {detail}" if detail else "")
+        lowered = detail.lower()
+        if status == 429:
+            if "quota" in lowered:
+                return ProviderError("rate_limited", text, retryable=False, status=status)
+            return ProviderError("rate_limited", text, retry_after=retry_after(resp.headers), status=status)
+        if status == 408:
+            return ProviderError("timeout", text, retry_after=retry_after(resp.headers), status=status)
+        if status >= 500:
+            return ProviderError("provider_unavailable", text, retry_after=retry_after(resp.headers),
+                                 status=status)
+        if status in (400, 413, 415, 422):
+            return ProviderError("invalid_input", text, status=status)
+        # 401/403 (credentials), 404 (wrong URL or model), 402 (credits), 409, ...
+        return ProviderError("provider_error", text, retryable=False, status=status)
+
+
+def retry_after(headers) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return _bounded(float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return _bounded(float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return _bounded(when.timestamp() - time.time())
+
+
+def _bounded(seconds: float) -> float | None:
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _error_message(body: bytes) -> str:
+    """The message of an error body in any of the shapes servers use; else its first bytes."""
+    text = body[:4096].decode("utf-8", "replace")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return " ".join(text.split())[:MAX_PROVIDER_MESSAGE]
+    message = None
+    if isinstance(doc, dict):
+        err = doc.get("error")
+        if isinstance(err, dict):
+            message = err.get("message") or err.get("code")
+        elif isinstance(err, str):
+            message = err
+        message = message or doc.get("message") or doc.get("detail")
+    if not isinstance(message, str):
+        message = json.dumps(doc)[:MAX_PROVIDER_MESSAGE]
+    return " ".join(message.split())[:MAX_PROVIDER_MESSAGE]
+
+
+def json_object(resp: urllib3.BaseHTTPResponse, what: str) -> dict:
+    """A 2xx body as a JSON object (whatever its Content-Type); invalid_output otherwise."""
+    try:
+        doc = json.loads(resp.data)
+    except ValueError:
+        raise ProviderError("invalid_output", f"{what} answered {resp.status} with a body that is not JSON") from None
+    if not isinstance(doc, dict):
+        raise ProviderError("invalid_output", f"{what} answered with JSON that is not an object")
+    return doc
