@@ -14,6 +14,7 @@ from aiservice.config import ConfigError, Settings
 from aiservice.db import Database, errors_translated
 from aiservice.errors import AIServiceError
 from aiservice.jobs import JobStore
+from aiservice.provider_status import ProviderStatus
 from aiservice.schemas import Schemas
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def create_app(settings: Settings, store: JobStore | None = None, schemas: Schem
         app.add_route(f"/api/v1/jobs/{{job_id}}/{action}", job, suffix=action)
     app.add_route("/api/v1/batches/{batch_id}", resources.Batch(*parts))
     app.add_route("/api/v1/stats", resources.Stats(*parts))
+    app.add_route("/api/v1/providers/status", resources.ProvidersStatus(ProviderStatus(settings)))
     app.add_route("/api/v1/openapi.json", resources.OpenAPI(openapi.build(schemas)))
     app.add_route("/healthz", resources.Health())
     app.add_route("/readyz", resources.Ready(*parts))

@@ -41,6 +41,8 @@ _OPERATIONS = [
     ("/api/v1/batches/{id}", "get", "Job counts of a batch by status", None, "200", _ANY, ("404", "503")),
     ("/api/v1/stats", "get", "Queue depth, oldest pending age, failures by category, throughput",
      None, "200", _ANY, ("422", "503")),
+    ("/api/v1/providers/status", "get", "Each configured provider: kind, redacted URL, reachable, latency, models",
+     None, "200", _ANY, ()),
     ("/healthz", "get", "Process health (no database)", None, "200", _ANY, ()),
     ("/readyz", "get", "PostgreSQL answers and migrations are current", None, "200", _ANY, ("503",)),
 ]

@@ -230,6 +230,16 @@ class Stats(_Resource):
         resp.media = self.store.stats(window)
 
 
+class ProvidersStatus:
+    """/api/v1/providers/status: each configured provider, probed without sending a completion."""
+
+    def __init__(self, status):
+        self.status = status
+
+    def on_get(self, req, resp):
+        resp.media = self.status.report()
+
+
 class Health:
     """/healthz: the process is up (no database involved)."""
 

@@ -17,7 +17,8 @@ import urllib3
 
 from aiservice.config import Settings
 from aiservice.schemas import Schemas
-from aiservice.worker.providers import Client, ProviderError, json_object
+from aiservice.worker.providers import (Client, ProviderError, basic_auth, endpoint, json_object,
+                                        url_secrets)
 
 _CHAT_OPTIONS = ("max_tokens", "temperature", "top_p", "stop", "seed", "response_format")
 
@@ -49,17 +50,18 @@ class LLMChat(Handler):
     task_types = ("llm_chat", "chat_completion")
 
     def __init__(self, settings: Settings, http: urllib3.PoolManager, schemas: Schemas):
-        self.url = f"{settings.llm_base_url}/chat/completions"
+        self.url = endpoint(settings.llm_base_url, "/chat/completions")
         self.model = settings.llm_model
         self.model_profiles = (settings.llm_model,)
         self.concurrency = settings.worker_threads
         self.timeout = settings.llm_timeout
         self.schemas = schemas
-        self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json",
+                        **basic_auth(settings.llm_base_url)}
         if settings.llm_api_key:
             self.headers["Authorization"] = f"Bearer {settings.llm_api_key}"
         self.client = Client(http, connect_timeout=settings.provider_connect_timeout,
-                             secret=settings.llm_api_key)
+                             secrets=[settings.llm_api_key, *url_secrets(settings.llm_base_url)])
 
     def request_body(self, task_input: dict) -> dict:
         if "messages" in task_input:
@@ -111,7 +113,9 @@ class Transcribe(Handler):
         self.model = settings.whisperx_model
         self.max_bytes = settings.audio_max_bytes
         self.schemas = schemas
-        self.client = Client(http, connect_timeout=settings.provider_connect_timeout)
+        self.auth = basic_auth(self.base)
+        self.client = Client(http, connect_timeout=settings.provider_connect_timeout,
+                             secrets=url_secrets(self.base))
 
     def run(self, job: dict) -> dict:
         task_input = self._check_input(self.schemas, "tasks/transcribe", job)
@@ -174,9 +178,10 @@ class Transcribe(Handler):
             for key in ("min_speakers", "max_speakers"):
                 if key in task_input:
                     query[key] = str(task_input[key])
-        url = f"{self.base}/asr?{urllib.parse.urlencode(query)}"
+        url = endpoint(self.base, "/asr")
+        url += ("&" if "?" in url else "?") + urllib.parse.urlencode(query)
         fields = {"audio_file": (filename, audio, "application/octet-stream")}
-        return self.client.request("POST", url, fields=fields, timeout=self.timeout)
+        return self.client.request("POST", url, fields=fields, headers=self.auth, timeout=self.timeout)
 
     def _openai(self, task_input: dict, audio: bytes, filename: str):
         fields = [("file", (filename, audio, "application/octet-stream")), ("model", self.model),
@@ -191,8 +196,8 @@ class Transcribe(Handler):
             for key in ("min_speakers", "max_speakers"):
                 if key in task_input:
                     fields.append((key, str(task_input[key])))
-        return self.client.request("POST", f"{self.base}/audio/transcriptions", fields=fields,
-                                   timeout=self.timeout)
+        return self.client.request("POST", endpoint(self.base, "/audio/transcriptions"), fields=fields,
+                                   headers=self.auth, timeout=self.timeout)
 
 
 def normalise_transcript(doc: dict, model: str) -> dict:

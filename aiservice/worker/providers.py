@@ -8,9 +8,11 @@ configured API key is scrubbed from anything a provider echoes back.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import time
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import urllib3
 
@@ -40,17 +42,43 @@ def make_pool(max_connections: int) -> urllib3.PoolManager:
     return urllib3.PoolManager(num_pools=8, maxsize=max(1, max_connections), block=True, retries=False)
 
 
+def endpoint(base: str, path: str) -> str:
+    """``base`` + ``path``, without user info, keeping base's query after the path (``?api-version=``)."""
+    parts = urlsplit(base)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + path, parts.query, ""))
+
+
+def basic_auth(base: str) -> dict[str, str]:
+    """An Authorization header for ``user:password@`` in a base URL (urllib3 would drop it)."""
+    parts = urlsplit(base)
+    if not parts.username:
+        return {}
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+
+
+def url_secrets(base: str | None) -> list[str]:
+    """The parts of a base URL that must never appear in a message."""
+    if not base:
+        return []
+    parts = urlsplit(base)
+    found = [parts.password, unquote(parts.password or "")] if parts.password else []
+    found += [value for pair in parts.query.split("&") if "=" in pair for value in [pair.split("=", 1)[1]] if value]
+    return [f for f in found if f]
+
+
 class Client:
     """Requests to one provider; knows its secret only to send and to scrub it."""
 
-    def __init__(self, http: urllib3.PoolManager, *, connect_timeout: float, secret: str | None = None):
+    def __init__(self, http: urllib3.PoolManager, *, connect_timeout: float, secrets: list[str] = ()):
         self.http = http
         self.connect_timeout = connect_timeout
-        self.secret = secret
+        self.secrets = sorted((s for s in secrets if s), key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
-        if self.secret:
-            text = text.replace(self.secret, "[redacted]")
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
         return text
 
     def request(self, method: str, url: str, *, timeout: float, **kwargs) -> urllib3.BaseHTTPResponse:

@@ -215,6 +215,8 @@ class Worker:
                     self._running.pop(job["id"], None)
                     self._busy[handler.name] -= 1
                     self._slot_freed.notify_all()
+                # The dispatcher may be idle only because this handler was full.
+                self.wake.set()
 
     def _process(self, handler: Handler, job: dict) -> None:
         started = time.monotonic()

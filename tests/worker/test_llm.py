@@ -1,5 +1,6 @@
 """The worker against a fake OpenAI-compatible server: inputs, results, and every failure's category."""
 
+import base64
 import datetime as dt
 import email.utils
 import json
@@ -66,6 +67,16 @@ def test_no_authorization_header_without_a_key(app, llm_worker, fake, wait_for):
     job = app.post_json("/api/v1/jobs", {**CHAT, "input": {"user": "a"}}).json
     wait_for(job["id"], _done)
     assert "authorization" not in fake.requests[-1].headers
+
+
+def test_user_info_in_the_base_url_becomes_basic_auth_and_the_query_is_kept(app, start_worker, fake, wait_for):
+    base = fake.url.replace("http://", "http://svc:p%40ss@") + "/v1?api-version=2024-06-01"
+    start_worker(llm_base_url=base)
+    job = app.post_json("/api/v1/jobs", {**CHAT, "input": {"user": "a"}}).json
+    assert wait_for(job["id"], _done)["status"] == "completed"
+    request = fake.requests[-1]
+    assert request.path == "/v1/chat/completions" and request.query == {"api-version": ["2024-06-01"]}
+    assert request.headers["authorization"] == "Basic " + base64.b64encode(b"svc:p@ss").decode()
 
 
 def test_missing_usage_is_null_safe(app, llm_worker, fake, wait_for):
