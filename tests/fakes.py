@@ -90,10 +90,18 @@ class FakeProvider:
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
-                if "content-length" not in {k.lower() for k in headers}:
+                if isinstance(payload, bytes) and "content-length" not in {k.lower() for k in headers}:
                     self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    if isinstance(payload, bytes):
+                        self.wfile.write(payload)
+                    else:  # an iterator: send piece by piece (a trickling server)
+                        for piece in payload:
+                            self.wfile.write(piece)
+                            self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
             do_GET = do_POST = _handle
 

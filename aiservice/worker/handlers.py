@@ -144,7 +144,7 @@ class Transcribe(Handler):
         return self._download(task_input["audio_url"])
 
     def _download(self, url: str) -> tuple[bytes, str]:
-        resp = self.client.request("GET", url, timeout=self.timeout, preload_content=False)
+        resp = self.client.request("GET", url, timeout=self.timeout, stream=True)
         try:
             if resp.status != 200:
                 error = self.client.error_for(resp, "the audio URL")

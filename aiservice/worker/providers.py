@@ -9,6 +9,7 @@ configured API key is scrubbed from anything a provider echoes back.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import email.utils
 import json
 import time
@@ -81,21 +82,26 @@ class Client:
             text = text.replace(secret, "[redacted]")
         return text
 
-    def request(self, method: str, url: str, *, timeout: float, **kwargs) -> urllib3.BaseHTTPResponse:
-        """Send one request; transport failures raise ProviderError (timeout / provider_unavailable)."""
+    def request(self, method: str, url: str, *, timeout: float, stream: bool = False,
+                **kwargs) -> Answer | urllib3.BaseHTTPResponse:
+        """Send one request; the whole call, body included, ends within ``timeout``.
+
+        Transport failures raise ProviderError (``timeout`` / ``provider_unavailable``).
+        Returns an ``Answer``; with ``stream=True``, urllib3's response, its body unread.
+        """
         t = urllib3.Timeout(connect=min(self.connect_timeout, timeout), read=timeout)
-        started = time.monotonic()
+        deadline = time.monotonic() + timeout
         # urllib3 makes NewConnectionError a ConnectTimeoutError: check it first.
         try:
-            return self.http.request(method, url, timeout=t, retries=False, **kwargs)
+            resp = self.http.request(method, url, timeout=t, retries=False, preload_content=False, **kwargs)
+            return resp if stream else _read_before(resp, deadline)
         except urllib3.exceptions.NewConnectionError:
             raise ProviderError("provider_unavailable", f"cannot connect to {redact_url(url)}") from None
         except urllib3.exceptions.ConnectTimeoutError:
             raise ProviderError("provider_unavailable",
                                 f"cannot connect to {redact_url(url)} within {t.connect_timeout}s") from None
-        except urllib3.exceptions.TimeoutError:
-            elapsed = time.monotonic() - started
-            raise ProviderError("timeout", f"{redact_url(url)} did not answer within {elapsed:.1f}s") from None
+        except (urllib3.exceptions.TimeoutError, TimeoutError):
+            raise ProviderError("timeout", f"{redact_url(url)} did not answer within {timeout:g}s") from None
         except urllib3.exceptions.ProtocolError:
             raise ProviderError("provider_unavailable",
                                 f"{redact_url(url)} closed the connection before answering") from None
@@ -103,7 +109,7 @@ class Client:
             raise ProviderError("provider_unavailable",
                                 f"request to {redact_url(url)} failed ({type(exc).__name__})") from None
 
-    def error_for(self, resp: urllib3.BaseHTTPResponse, what: str) -> ProviderError:
+    def error_for(self, resp, what: str) -> ProviderError:
         """The ProviderError for a non-2xx answer."""
         status = resp.status
         detail = self.scrub(_error_message(resp.data))
@@ -122,6 +128,37 @@ class Client:
             return ProviderError("invalid_input", text, status=status)
         # 401/403 (credentials), 404 (wrong URL or model), 402 (credits), 409, ...
         return ProviderError("provider_error", text, retryable=False, status=status)
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """A provider's response, read in full."""
+
+    status: int
+    headers: urllib3.HTTPHeaderDict
+    data: bytes
+
+
+def _read_before(resp: urllib3.BaseHTTPResponse, deadline: float) -> Answer:
+    """Read the whole body, giving up at ``deadline`` even if the server keeps trickling bytes."""
+    chunks = []
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            sock = getattr(getattr(resp, "connection", None), "sock", None)
+            if sock is not None:
+                sock.settimeout(remaining)
+            chunk = resp.read1(64 * 1024)  # one socket read: the deadline is checked between reads
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except BaseException:
+        resp.close()  # a half-read connection must not go back to the pool
+        raise
+    resp.release_conn()
+    return Answer(resp.status, resp.headers, b"".join(chunks))
 
 
 def retry_after(headers) -> float | None:
@@ -172,7 +209,7 @@ def _error_message(body: bytes) -> str:
     return " ".join(message.split())[:MAX_PROVIDER_MESSAGE]
 
 
-def json_object(resp: urllib3.BaseHTTPResponse, what: str) -> dict:
+def json_object(resp: Answer, what: str) -> dict:
     """A 2xx body as a JSON object (whatever its Content-Type); invalid_output otherwise."""
     try:
         doc = json.loads(resp.data)

@@ -163,6 +163,21 @@ def test_a_slow_provider_times_out(app, llm_worker, fake, wait_for):
     assert job["error"]["category"] == "timeout" and job["status"] == "pending"
 
 
+def test_llm_timeout_bounds_the_whole_call_even_when_bytes_trickle(app, llm_worker, fake, wait_for):
+    def trickle(request):
+        body = json.dumps({"choices": [{"message": {"content": "x" * 40}}]}).encode()
+        def chunks():
+            for byte in body:
+                time.sleep(0.05)
+                yield bytes([byte])
+        return 200, {"Content-Type": "application/json", "Content-Length": str(len(body))}, chunks()
+
+    job = _error_case(app, llm_worker, fake, wait_for, trickle, llm_timeout=1.0)
+    assert job["error"]["category"] == "timeout", job["error"]
+    # The trickle would take 2 s or more; the attempt was cut at the 1 s bound.
+    assert (job["updated_at"] - job["started_at"]).total_seconds() < 1.6
+
+
 def test_a_refused_connection_is_provider_unavailable(app, start_worker, wait_for):
     start_worker(llm_base_url=f"http://127.0.0.1:{free_port()}/v1")
     job = app.post_json("/api/v1/jobs", {**CHAT, "input": {"user": "a"}}).json
