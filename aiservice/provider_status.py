@@ -43,7 +43,7 @@ class ProviderStatus:
             providers = [p.result() for p in probes]  # each probe bounds itself
             report = {
                 "providers": providers,
-                "healthy": all(p["reachable"] for p in providers if p["configured"]),
+                "healthy": all(p["ok"] for p in providers if p["configured"]),
                 "checked_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
             }
             self._cached = (time.monotonic(), report)
@@ -64,6 +64,9 @@ class ProviderStatus:
         models = result.pop("_models", None)
         result["models"] = models
         result["model_available"] = (s.llm_model in models) if models is not None else None
+        if result["model_available"] is False:
+            result["ok"] = False
+            result["error"] = f"the provider does not list the model {s.llm_model}"
         return {**entry, **result}
 
     def _probe_whisperx(self) -> dict:
@@ -81,8 +84,8 @@ class ProviderStatus:
 
     def _probe(self, client: Client, base: str, url: str, headers: dict, what: str) -> dict:
         started = time.monotonic()
-        out = {"configured": True, "url": redact_url(base), "reachable": False, "status_code": None,
-               "latency_ms": None, "error": None, "_models": None}
+        out = {"configured": True, "url": redact_url(base), "reachable": False, "ok": False,
+               "status_code": None, "latency_ms": None, "error": None, "_models": None}
         try:
             resp = client.request("GET", url, headers=headers, timeout=self.timeout)
         except ProviderError as exc:
@@ -90,7 +93,8 @@ class ProviderStatus:
             return out
         out["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
         out["status_code"] = resp.status
-        out["reachable"] = resp.status < 500 and resp.status not in (401, 403, 404)
+        out["reachable"] = True  # it answered over HTTP; "ok" says whether the answer was good
+        out["ok"] = resp.status == 200
         if resp.status != 200:
             out["error"] = client.error_for(resp, what).message
             return out
@@ -99,10 +103,11 @@ class ProviderStatus:
                 data = json_object(resp, what).get("data")
                 out["_models"] = [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
             except (ProviderError, TypeError):
+                out["ok"] = False
                 out["error"] = f"{what} answered /models with an unexpected body"
         return out
 
 
 def _unconfigured(entry: dict) -> dict:
-    return {**entry, "configured": False, "url": None, "reachable": False, "status_code": None,
+    return {**entry, "configured": False, "url": None, "reachable": False, "ok": False, "status_code": None,
             "latency_ms": None, "error": None, "models": None}

@@ -1,5 +1,7 @@
 """The real `aiservice worker` process: end to end, signals, start-up order."""
 
+import base64
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +15,7 @@ from aiservice import migrations
 from aiservice.config import Settings
 from tests.conftest import JOB
 from tests.fakes import slow
+from tests.worker.test_transcribe import ASR_JSON, WAV
 
 CHAT = {**JOB, "task_type": "llm_chat", "model_profile": "qwen2.5-14b", "input": {"user": "hi"}}
 
@@ -123,3 +126,15 @@ def test_a_worker_started_before_migrations_waits_for_them(empty_database, fake,
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=20)
     assert "waiting for the database and its migrations" in output
+
+
+def test_a_transcription_is_completed_by_the_worker_process(app, fake, worker_process):
+    fake.answer = lambda r: (200, {"Content-Type": "text/plain"}, json.dumps(ASR_JSON).encode())
+    proc = worker_process({"WHISPERX_URL": fake.url, "WHISPERX_API": "asr"})
+    job = app.post_json("/api/v1/jobs", {**JOB, "task_type": "transcribe", "model_profile": "whisperx",
+                                         "input": {"audio_base64": base64.b64encode(WAV).decode()}}).json
+    done = _wait_status(app, job["id"], {"completed", "failed"})
+    assert done["status"] == "completed" and done["result"]["text"] == "Hello there. Hi."
+    assert fake.requests[0].multipart()[0][0] == "audio_file"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0

@@ -34,14 +34,24 @@ def test_reachable_providers_with_their_models(settings, schemas):
         text = json.dumps(body)
         assert KEY not in text and "user" not in text and "token" not in text
         llm, whisperx = body["providers"]
-        assert llm["reachable"] and llm["status_code"] == 200 and llm["kind"] == "openai-compatible"
+        assert llm["reachable"] and llm["ok"] and llm["status_code"] == 200 and llm["kind"] == "openai-compatible"
         assert llm["models"] == ["qwen2.5-14b", "other"] and llm["model_available"] is True
         assert llm["url"] == fake.url + "/v1" and llm["latency_ms"] >= 0
-        assert whisperx["reachable"] and whisperx["kind"] == "whisperx-asr"
+        assert whisperx["reachable"] and whisperx["ok"] and whisperx["kind"] == "whisperx-asr"
         assert body["healthy"] is True
         paths = [r.path for r in fake.requests]
         assert sorted(paths) == ["/docs", "/v1/models"]  # no completion was sent
         assert fake.requests[paths.index("/v1/models")].headers["authorization"] == f"Bearer {KEY}"
+    finally:
+        fake.close()
+
+
+def test_a_provider_that_does_not_serve_the_model_is_not_ok(settings, schemas):
+    fake = FakeProvider(lambda r: json_answer(200, {"data": [{"id": "llama-3-8b"}]}))
+    try:
+        llm = _client(settings, schemas, llm_base_url=fake.url + "/v1").get("/api/v1/providers/status").json["providers"][0]
+        assert llm["reachable"] and not llm["ok"] and llm["model_available"] is False
+        assert "does not list the model qwen2.5-14b" in llm["error"]
     finally:
         fake.close()
 
@@ -63,7 +73,7 @@ def test_unreachable_and_unconfigured_providers(settings, schemas):
     body = client.get("/api/v1/providers/status").json
     assert time.monotonic() - started < 5
     llm, whisperx = body["providers"]
-    assert llm["configured"] and not llm["reachable"] and "cannot connect" in llm["error"]
+    assert llm["configured"] and not llm["reachable"] and not llm["ok"] and "cannot connect" in llm["error"]
     assert whisperx["configured"] is False
     assert body["healthy"] is False
     assert KEY not in json.dumps(body)
@@ -75,7 +85,8 @@ def test_a_rejected_key_is_reported_without_the_key(settings, schemas):
         body = _client(settings, schemas, llm_base_url=fake.url + "/v1", llm_api_key=KEY).get(
             "/api/v1/providers/status").json
         llm = body["providers"][0]
-        assert llm["status_code"] == 401 and llm["reachable"] is False
+        assert llm["status_code"] == 401 and llm["reachable"] is True and llm["ok"] is False
+        assert body["healthy"] is False
         assert "Incorrect API key provided" in llm["error"] and KEY not in json.dumps(body)
     finally:
         fake.close()
