@@ -134,14 +134,14 @@ class JobStore:
             inserted = {row["id"]: row for row in conn.execute(Q.create_jobs, params).fetchall()}
             existing = {}
             if len(inserted) < len(jobs):
-                missing = [j for i, j in zip(ids, jobs) if i not in inserted]
+                missing = [j for i, j in zip(ids, jobs, strict=True) if i not in inserted]
                 rows = conn.execute(Q.get_jobs_by_idempotency_keys, {
                     "owner_services": [j["owner_service"] for j in missing],
                     "idempotency_keys": [j["idempotency_key"] for j in missing],
                 }).fetchall()
                 existing = {(r["owner_service"], r["idempotency_key"]): r for r in rows}
             ordered = []
-            for job_id, job, fingerprint in zip(ids, jobs, hashes):
+            for job_id, job, fingerprint in zip(ids, jobs, hashes, strict=True):
                 row = inserted.get(job_id)
                 if row is None:
                     row = existing[(job["owner_service"], job["idempotency_key"])]
@@ -221,19 +221,19 @@ class JobStore:
 
     def heartbeat_many(self, worker_id: str, held: list[tuple[uuid.UUID, int]]) -> set[uuid.UUID]:
         """Extend the leases of ``held`` (id, attempt) pairs in one statement; return the ids still held."""
-        if not held:
-            return set()
-        params = {"worker_id": worker_id, "ids": [i for i, _ in held], "attempts": [a for _, a in held]}
-        with self.db.transaction() as conn:
-            return {row["id"] for row in conn.execute(Q.heartbeat_jobs, params)}
+        return self._for_held(Q.heartbeat_jobs, worker_id, held)
 
     def release(self, worker_id: str, held: list[tuple[uuid.UUID, int]]) -> set[uuid.UUID]:
         """Hand ``held`` jobs back to pending without counting the attempt; return the ids released."""
+        return self._for_held(Q.release_jobs, worker_id, held)
+
+    def _for_held(self, query: str, worker_id: str, held: list[tuple[uuid.UUID, int]]) -> set[uuid.UUID]:
+        """Run a statement over (id, attempt) pairs this worker holds; return the ids it touched."""
         if not held:
             return set()
         params = {"worker_id": worker_id, "ids": [i for i, _ in held], "attempts": [a for _, a in held]}
         with self.db.transaction() as conn:
-            return {row["id"] for row in conn.execute(Q.release_jobs, params)}
+            return {row["id"] for row in conn.execute(query, params)}
 
     def next_due(self, task_types: list[str], model_profiles: list[str]) -> float | None:
         """Seconds until a job of these kinds becomes claimable by time alone (None: no such job)."""

@@ -42,6 +42,18 @@ def pg_cluster():
     shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture
+def durable_cluster():
+    """A cluster of the test's own, with durable settings (fsync on): for crash and restart tests."""
+    root = tempfile.mkdtemp(prefix="aiservice-test-durable-")
+    cluster = LocalPostgres(root)
+    cluster.init()
+    cluster.start()
+    yield cluster
+    cluster.stop("immediate")
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def database_url(pg_cluster) -> str:
     dsn = pg_cluster.create_database("aiservice_test")

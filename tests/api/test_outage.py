@@ -1,30 +1,14 @@
 """PostgreSQL goes away and comes back: 503 within seconds, recovery without a restart."""
 
-import shutil
-import tempfile
 import threading
 import time
 
-import pytest
 import webtest
 
 from aiservice import migrations
 from aiservice.api.app import create_app
 from aiservice.config import Settings
-from aiservice.localpg import LocalPostgres
 from tests.conftest import JOB
-
-
-@pytest.fixture
-def own_cluster():
-    root = tempfile.mkdtemp(prefix="aiservice-outage-")
-    # Durable settings: this test checks that every 201 survives a crash.
-    cluster = LocalPostgres(root)
-    cluster.init()
-    cluster.start()
-    yield cluster
-    cluster.stop("immediate")
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def _until(deadline, fn):
@@ -36,14 +20,14 @@ def _until(deadline, fn):
     return None
 
 
-def test_database_down_answers_503_then_recovers(own_cluster, schemas):
-    url = own_cluster.create_database("outage")
+def test_database_down_answers_503_then_recovers(durable_cluster, schemas):
+    url = durable_cluster.create_database("outage")
     settings = Settings(database_url=url, db_pool_timeout=2, db_connect_timeout=2, db_pool_size=4)
     migrations.migrate(settings)
     client = webtest.TestApp(create_app(settings, schemas=schemas))
     created = client.post_json("/api/v1/jobs", JOB, status=201).json
 
-    own_cluster.stop("fast")
+    durable_cluster.stop("fast")
     for call in (lambda: client.post_json("/api/v1/jobs", JOB, status="*"),
                  lambda: client.get(f"/api/v1/jobs/{created['id']}", status="*"),
                  lambda: client.post_json("/api/v1/jobs/claim", {"worker_id": "w"}, status="*"),
@@ -57,7 +41,7 @@ def test_database_down_answers_503_then_recovers(own_cluster, schemas):
     assert client.get("/readyz", status="*").status_int == 503
     assert client.get("/healthz").status_int == 200
 
-    own_cluster.start()
+    durable_cluster.start()
     deadline = time.monotonic() + 20
     ok = _until(deadline, lambda: client.post_json("/api/v1/jobs", JOB, status="*").status_int == 201)
     assert ok, "the API did not recover after PostgreSQL came back"
@@ -68,8 +52,8 @@ def test_database_down_answers_503_then_recovers(own_cluster, schemas):
     client.app.store.db.close()
 
 
-def test_requests_in_flight_during_a_restart_never_answer_500(own_cluster, schemas):
-    url = own_cluster.create_database("flight")
+def test_requests_in_flight_during_a_restart_never_answer_500(durable_cluster, schemas):
+    url = durable_cluster.create_database("flight")
     settings = Settings(database_url=url, db_pool_timeout=2, db_connect_timeout=2, db_pool_size=4)
     migrations.migrate(settings)
     app = create_app(settings, schemas=schemas)
@@ -87,9 +71,9 @@ def test_requests_in_flight_during_a_restart_never_answer_500(own_cluster, schem
     for t in threads:
         t.start()
     time.sleep(0.5)
-    own_cluster.stop("immediate")
+    durable_cluster.stop("immediate")
     time.sleep(1)
-    own_cluster.start()
+    durable_cluster.start()
     time.sleep(2)
     stop.set()
     for t in threads:

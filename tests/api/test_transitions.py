@@ -126,7 +126,7 @@ def test_backoff_grows_with_attempts_and_stops_at_the_cap(store, sql):
     sql("INSERT INTO jobs (id, owner_service, task_type, model_profile, max_attempts) "
         "VALUES (gen_random_uuid(), 't', 'x', 'm', 10)")
     waits = []
-    for attempt in range(1, 6):
+    for _ in range(5):
         sql("UPDATE jobs SET run_after = now()")
         [job] = store.claim("w", 1)
         failed = store.fail(job["id"], "w", "rate_limited", "slow down")

@@ -1,17 +1,13 @@
 """The worker's loop: free-slot claiming, wake-ups, leases, shutdown, database restarts."""
 
-import shutil
-import tempfile
+import dataclasses
 import threading
 import time
-
-import pytest
 
 from aiservice import migrations
 from aiservice.config import Settings
 from aiservice.db import Database
 from aiservice.jobs import JobStore
-from aiservice.localpg import LocalPostgres
 from aiservice.worker.runner import Worker
 from tests.conftest import JOB
 from tests.fakes import FakeProvider, chat_response, slow
@@ -100,10 +96,7 @@ def test_a_job_cancelled_while_running_keeps_its_cancellation(app, start_worker,
 
 def test_stop_lets_a_job_in_flight_finish(app, settings, fake, wait_for, db):
     fake.answer = slow(0.8)
-    worker = Worker(_settings(settings, fake, worker_shutdown_grace=10))
-    thread = threading.Thread(target=worker.run)
-    thread.start()
-    assert worker.ready.wait(10)
+    worker, thread = _running(settings, fake, worker_shutdown_grace=10)
     job = app.post_json("/api/v1/jobs", CHAT).json
     wait_for(job["id"], lambda j: j["status"] == "running")
     started = time.monotonic()
@@ -120,10 +113,7 @@ def test_stop_lets_a_job_in_flight_finish(app, settings, fake, wait_for, db):
 
 def test_stop_hands_back_what_outlasts_the_grace_period(app, settings, fake, wait_for):
     fake.answer = slow(3)
-    worker = Worker(_settings(settings, fake, worker_shutdown_grace=0.5))
-    thread = threading.Thread(target=worker.run)
-    thread.start()
-    assert worker.ready.wait(10)
+    worker, thread = _running(settings, fake, worker_shutdown_grace=0.5)
     job = app.post_json("/api/v1/jobs", CHAT).json
     wait_for(job["id"], lambda j: j["status"] == "running")
     worker.request_stop()
@@ -136,26 +126,19 @@ def test_stop_hands_back_what_outlasts_the_grace_period(app, settings, fake, wai
     assert app.get(f"/api/v1/jobs/{job['id']}").json["status"] == "pending"
 
 
-def _settings(settings, fake, **changes):
-    import dataclasses
-    return dataclasses.replace(settings, llm_base_url=fake.url + "/v1", worker_id="w-stop",
-                               worker_poll_interval=5.0, **changes)
+def _running(settings, fake, **changes):
+    """A worker of its own (the test stops it) running in a thread; returns (worker, thread)."""
+    worker = Worker(dataclasses.replace(settings, llm_base_url=fake.url + "/v1", worker_id="w-stop",
+                                        worker_poll_interval=5.0, **changes))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    assert worker.ready.wait(10)
+    return worker, thread
 
 
-@pytest.fixture
-def own_cluster():
-    root = tempfile.mkdtemp(prefix="aiservice-worker-restart-")
-    cluster = LocalPostgres(root)
-    cluster.init()
-    cluster.start()
-    yield cluster
-    cluster.stop("immediate")
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def test_the_worker_survives_a_database_restart(own_cluster):
+def test_the_worker_survives_a_database_restart(durable_cluster):
     provider = FakeProvider()
-    url = own_cluster.create_database("restart")
+    url = durable_cluster.create_database("restart")
     settings = Settings(database_url=url, llm_base_url=provider.url + "/v1", worker_id="survivor",
                         worker_poll_interval=0.5, db_pool_timeout=1, db_connect_timeout=1)
     migrations.migrate(settings)
@@ -167,9 +150,9 @@ def test_the_worker_survives_a_database_restart(own_cluster):
         assert worker.ready.wait(10) and worker.listener.connected.wait(10)
         first, _ = store.create({**CHAT})
         _wait(store, first["id"], "completed")
-        own_cluster.stop("fast")
+        durable_cluster.stop("fast")
         time.sleep(1.5)
-        own_cluster.start()
+        durable_cluster.start()
         assert worker.listener.connected.wait(15), "the listener did not reconnect"
         second = _create_when_up(store)
         _wait(store, second["id"], "completed", timeout=20)
