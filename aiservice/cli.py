@@ -30,16 +30,14 @@ def _settings() -> Settings:
 def _migrate(settings: Settings) -> None:
     try:
         with errors_translated():
-            applied = migrations.migrate(settings)
+            migrations.migrate(settings)  # logs each migration it applies
     except AIServiceError as exc:
         raise SystemExit(f"aiservice: migrations failed on {redact_url(settings.database_url)}: {exc}") from None
-    for name in applied:
-        print(f"applied {name}", file=sys.stderr)
 
 
 def cmd_migrate(args) -> int:
     settings = _settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     _migrate(settings)
     return 0
 
@@ -50,7 +48,7 @@ def cmd_worker(args) -> int:
     from aiservice.worker.runner import Worker
 
     settings = _settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     worker = Worker(settings)
     worker.install_signal_handlers()
     if not worker.handlers:
@@ -79,7 +77,7 @@ def _wait_for_migrations(store, stop) -> bool:
 def cmd_serve(args) -> int:
     """Migrate (when MIGRATE_ON_START), then become gunicorn with the packaged config."""
     settings = _settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     if settings.migrate_on_start:
         _migrate(settings)
     # Migrations are done once here, not again in every gunicorn worker.

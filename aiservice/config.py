@@ -132,6 +132,7 @@ class Settings:
     worker_concurrency: int | None = None
     worker_shutdown_grace: float = 30.0
     log_level: str = "INFO"
+    log_format: str = "text"
 
     @property
     def worker_threads(self) -> int:
@@ -197,7 +198,8 @@ _VARIABLES = (
     ("WORKER_CLAIM_LIMIT", "worker_claim_limit", _positive_int),
     ("WORKER_CONCURRENCY", "worker_concurrency", _positive_int),
     ("WORKER_SHUTDOWN_GRACE", "worker_shutdown_grace", _positive_duration),
-    ("LOG_LEVEL", "log_level", lambda s: _choice(s.upper(), ("DEBUG", "INFO", "WARNING", "ERROR"))),
+    ("LOG_LEVEL", "log_level", lambda s: _choice(s.strip().upper(), ("DEBUG", "INFO", "WARNING", "ERROR"))),
+    ("LOG_FORMAT", "log_format", lambda s: _choice(s.strip().lower(), ("text", "json"))),
 )
 
 

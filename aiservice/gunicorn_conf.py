@@ -6,6 +6,7 @@ bad variable stops start-up with one line naming it.
 
 import os
 
+from aiservice import logs
 from aiservice.config import ConfigError, Settings
 
 try:
@@ -38,10 +39,13 @@ keepalive = 5
 max_requests = 20000
 max_requests_jitter = 2000
 
+# Both logs to stderr (journald under systemd), through the service's own
+# formatter: one JSON object per line with LOG_FORMAT=json, text otherwise.
 accesslog = "-"
 errorlog = "-"
 loglevel = _settings.log_level.lower()
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+logconfig_dict = logs.gunicorn_logconfig(_settings.log_level, _settings.log_format)
 proc_name = "aiservice-api"
 
 # Recent gunicorn opens a control socket under ~/.gunicorn by default; the

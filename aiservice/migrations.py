@@ -87,7 +87,6 @@ def migrate(settings: Settings) -> list[str]:
             conn.execute(_CREATE_TABLE)
             applied = dict(conn.execute("SELECT name, checksum FROM schema_migrations").fetchall())
             for migration in pending(applied, migrations):
-                log.info("applying migration %s", migration.name)
                 try:
                     with conn.transaction():
                         conn.execute(migration.sql)
@@ -98,6 +97,7 @@ def migrate(settings: Settings) -> list[str]:
                 except psycopg.Error as exc:
                     raise MigrationError(f"migration {migration.name} failed: {exc}") from None
                 applied_now.append(migration.name)
+                log.info("applied migration %s", migration.name)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
     if not applied_now:

@@ -59,7 +59,7 @@ def create_wsgi_app() -> ServiceApp:
         settings = Settings.from_env(os.environ)
     except ConfigError as exc:
         raise SystemExit(f"aiservice: {exc}") from None
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     if settings.migrate_on_start:
         try:
             with errors_translated():

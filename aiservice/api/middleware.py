@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import uuid
 
+from aiservice import logs
+
 _SANE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -12,6 +14,7 @@ class RequestId:
     def process_request(self, req, resp):
         given = req.get_header("X-Request-ID")
         req.context.request_id = given if given and _SANE.match(given) else uuid.uuid4().hex
+        logs.request_id.set(req.context.request_id)  # every log line of this request carries it
 
     def process_response(self, req, resp, resource, req_succeeded):
         request_id = getattr(req.context, "request_id", None)

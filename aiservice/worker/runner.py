@@ -237,8 +237,7 @@ class Worker:
         running = self._running.get(job["id"])
         if running is None or running.lost:
             self.stats["dropped"] += 1
-            log.info("job %s outcome dropped: its lease is no longer ours %s", job["id"], _kv(fields),
-                     extra=fields)
+            log.info("job %s outcome dropped: its lease is no longer ours", job["id"], extra=fields)
             return
         row = self._write_outcome(job, result, error)
         if row is None:
@@ -248,7 +247,7 @@ class Worker:
         self.stats[outcome] += 1
         level = logging.WARNING if outcome == "failed" else logging.INFO
         message = f" ({error.message})" if error else ""
-        log.log(level, "job %s %s%s %s", job["id"], outcome, message, _kv(fields), extra=fields)
+        log.log(level, "job %s %s%s", job["id"], outcome, message, extra=fields)
 
     def _write_outcome(self, job: dict, result: dict | None, error: ProviderError | None) -> dict | None:
         """Complete or fail the job; keep trying through a database outage while the lease lasts."""
@@ -294,6 +293,3 @@ class Worker:
                         log.warning("lost the lease of job %s (taken over, retried or cancelled)", job_id,
                                     extra={"job_id": str(job_id)})
 
-
-def _kv(fields: dict) -> str:
-    return " ".join(f"{k}={'-' if v is None else v}" for k, v in fields.items())

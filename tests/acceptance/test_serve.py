@@ -38,10 +38,10 @@ class Server:
         self.stop()
         raise AssertionError("server did not become ready")
 
-    def call(self, method, path, body=None, **kw):
+    def call(self, method, path, body=None, headers=None, **kw):
         data = json.dumps(body).encode() if body is not None else None
         resp = self.http.request(method, self.base + path, body=data,
-                                 headers={"Content-Type": "application/json"}, **kw)
+                                 headers={"Content-Type": "application/json", **(headers or {})}, **kw)
         return resp.status, (json.loads(resp.data) if resp.data else None), resp.headers
 
     def stop(self):
@@ -140,3 +140,17 @@ def test_sigterm_lets_requests_finish_and_exits_zero(serve):
     assert time.monotonic() - started < 10
     with pytest.raises(urllib3.exceptions.HTTPError):
         s.http.request("GET", s.base + "/healthz")
+
+
+def test_json_logs_one_object_per_line_with_the_request_id_and_no_secret(serve):
+    s = serve(LOG_FORMAT="json", LLM_API_KEY="sk-never-log-me")
+    status, _, headers = s.call("POST", "/api/v1/jobs", JOB, headers={"X-Request-ID": "trace-42"})
+    assert status == 201 and headers["X-Request-ID"] == "trace-42"
+    s.call("GET", "/api/v1/jobs/not-a-job")
+    assert s.stop() == 0
+    output = s.proc.stdout.read()
+    entries = [json.loads(line) for line in output.splitlines() if line.strip()]
+    access = [e for e in entries if e["logger"] == "gunicorn.access"]
+    assert {"method": "POST", "path": "/api/v1/jobs", "status": 201, "request_id": "trace-42"}.items() <= access[-2].items()
+    assert access[-1]["status"] == 404
+    assert "sk-never-log-me" not in output and "Classify this text" not in output

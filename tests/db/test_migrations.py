@@ -32,8 +32,9 @@ def test_four_processes_starting_together_apply_each_file_exactly_once(empty_dat
              for _ in range(4)]
     outputs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
-    applied_lines = [line for _, err in outputs for line in err.splitlines() if line.startswith("applied ")]
-    assert sorted(applied_lines) == sorted(f"applied {m.name}" for m in migrations.available())
+    applied = [line.rsplit(" ", 1)[1] for _, err in outputs for line in err.splitlines()
+               if "applied migration " in line]
+    assert sorted(applied) == [m.name for m in migrations.available()]
     assert len(_applied(url)) == len(migrations.available())
 
 
