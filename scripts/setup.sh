@@ -3,6 +3,7 @@
 #   - a virtualenv in .venv with this project installed (editable, with test extras);
 #     reinstalled only when setup.cfg or pyproject.toml change
 #   - PostgreSQL's server binaries (Debian's postgresql package), unless DATABASE_URL is set
+#   - for the tests, systemd-analyze (Debian's systemd package) to check the unit files
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${AISERVICE_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
@@ -28,6 +29,11 @@ ensure_postgres() {
   if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
     useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
   fi
+}
+
+ensure_systemd_analyze() {
+  # The unit tests run systemd-analyze verify/security (no running systemd needed).
+  command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
 }
 
 ensure_venv() {

@@ -31,6 +31,7 @@ from aiservice.config import Settings
 from aiservice.db import Database
 from aiservice.errors import Conflict, JobNotFound, Unavailable
 from aiservice.jobs import JobStore
+from aiservice import systemd
 from aiservice.schemas import Schemas
 from aiservice.worker.handlers import Handler, build_handlers
 from aiservice.worker.listener import Listener
@@ -71,6 +72,8 @@ class Worker:
         self._queue: queue.Queue = queue.Queue()
         self.listener = Listener(settings, self.wake, self.stop, app_name)
         self.ready = threading.Event()
+        self._watchdog = systemd.watchdog_interval()
+        self._last_ping = 0.0
         self.stats = {"completed": 0, "failed": 0, "retrying": 0, "dropped": 0, "released": 0}
 
     # --- life cycle -----------------------------------------------------------
@@ -92,6 +95,7 @@ class Worker:
                  ", ".join(f"{h.name} ({'/'.join(h.task_types)} on {'/'.join(h.model_profiles)}, "
                            f"{h.concurrency} at once)" for h in self.handlers))
         self.ready.set()
+        systemd.notify(f"READY=1\nSTATUS=claiming with {self.threads} threads")
         try:
             self._dispatch()
         finally:
@@ -101,6 +105,7 @@ class Worker:
     def request_stop(self) -> None:
         if not self.stop.is_set():
             log.info("stopping: no new claims; finishing %d running job(s)", len(self._running))
+            systemd.notify("STOPPING=1")
         self.stop.set()
         self.wake.set()  # an idle dispatcher is waiting on this
         with self._slot_freed:
@@ -147,6 +152,7 @@ class Worker:
 
     def _dispatch(self) -> None:
         while not self.stop.is_set():
+            self._ping_watchdog()
             self.wake.clear()  # a NOTIFY from now on makes the next wait return at once
             try:
                 more = self._claim_round()
@@ -158,9 +164,16 @@ class Worker:
                 continue
             with self._slot_freed:
                 if self._free_total() == 0 and not self.stop.is_set():
-                    self._slot_freed.wait()  # everything busy: wait for a thread
+                    self._slot_freed.wait(self._watchdog)  # everything busy: wait for a thread
                     continue
-            self.wake.wait(self._idle_timeout())
+            timeout = self._idle_timeout()
+            self.wake.wait(min(timeout, self._watchdog) if self._watchdog else timeout)
+
+    def _ping_watchdog(self) -> None:
+        """Tell systemd the loop is alive; called only from the loop itself."""
+        if self._watchdog and time.monotonic() - self._last_ping >= self._watchdog:
+            systemd.notify("WATCHDOG=1")
+            self._last_ping = time.monotonic()
 
     def _claim_round(self) -> bool:
         """Claim for every handler with free slots; True if some handler may have more waiting."""
