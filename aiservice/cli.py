@@ -74,6 +74,46 @@ def _wait_for_migrations(store, stop) -> bool:
     return False
 
 
+def cmd_prune(args) -> int:
+    """Delete finished jobs older than --older-than, in small batches; print what was done."""
+    from aiservice.config import parse_duration
+    from aiservice.db import Database
+    from aiservice.jobs import JobStore
+
+    try:
+        older_than = parse_duration(args.older_than)
+        pause = parse_duration(args.pause)
+    except ValueError as exc:
+        raise SystemExit(f"aiservice prune: {exc}") from None
+    settings = _settings()
+    logs.configure(settings.log_level, settings.log_format)
+    store = JobStore(Database(settings, "aiservice-prune", pool_size=1), settings)
+    started = time.monotonic()
+    totals: dict[str, int] = {}
+    batches = 0
+    try:
+        while True:
+            counts = store.prune_batch(older_than, args.batch_size)
+            for status, n in counts.items():
+                totals[status] = totals.get(status, 0) + n
+            if sum(counts.values()) < args.batch_size:
+                break
+            time.sleep(pause)  # let autovacuum and everyone else breathe
+        while True:
+            n = store.prune_batch_records(older_than, args.batch_size)
+            batches += n
+            if n < args.batch_size:
+                break
+    except AIServiceError as exc:
+        raise SystemExit(f"aiservice prune: stopped after deleting {sum(totals.values())} jobs: {exc}") from None
+    finally:
+        store.db.close()
+    detail = ", ".join(f"{status} {n}" for status, n in sorted(totals.items())) or "nothing to delete"
+    print(f"pruned {sum(totals.values())} jobs finished more than {args.older_than} ago ({detail}); "
+          f"{batches} batch records; {time.monotonic() - started:.1f}s")
+    return 0
+
+
 def cmd_serve(args) -> int:
     """Migrate (when MIGRATE_ON_START), then become gunicorn with the packaged config."""
     settings = _settings()
@@ -150,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("serve", help="run the HTTP API under gunicorn").set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="apply sql/migrations in order").set_defaults(func=cmd_migrate)
     sub.add_parser("worker", help="run the built-in worker").set_defaults(func=cmd_worker)
+    prune = sub.add_parser("prune", help="delete finished jobs older than a duration, in small batches")
+    prune.add_argument("--older-than", required=True, help="e.g. 30d, 12h")
+    prune.add_argument("--batch-size", type=int, default=1000, help="rows deleted per transaction")
+    prune.add_argument("--pause", default="50ms", help="pause between batches")
+    prune.set_defaults(func=cmd_prune)
     dev = sub.add_parser("dev", help="run the service here, with its own PostgreSQL when DATABASE_URL is unset")
     dev.add_argument("--data-dir", default=".local", help="where the local PostgreSQL keeps its data")
     dev.add_argument("--pg-port", type=int, default=54329, help="port of the local PostgreSQL")

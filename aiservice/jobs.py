@@ -282,6 +282,20 @@ class JobStore:
             raise JobNotFound()
         raise refusal(state)
 
+    # --- retention ----------------------------------------------------------
+
+    def prune_batch(self, older_than_seconds: float, batch_size: int) -> dict[str, int]:
+        """Delete one batch of finished jobs older than the cutoff; return counts by status."""
+        params = {"older_than_seconds": older_than_seconds, "batch_size": batch_size}
+        with self.db.transaction() as conn:
+            return {r["status"]: r["count"] for r in conn.execute(Q.prune_jobs, params)}
+
+    def prune_batch_records(self, older_than_seconds: float, batch_size: int) -> int:
+        """Delete batch records whose jobs are all gone; return how many."""
+        params = {"older_than_seconds": older_than_seconds, "batch_size": batch_size}
+        with self.db.transaction() as conn:
+            return len(conn.execute(Q.prune_batches, params).fetchall())
+
     # --- numbers ----------------------------------------------------------
 
     def stats(self, window_seconds: float) -> dict:

@@ -40,3 +40,32 @@ SELECT to_regclass('schema_migrations') IS NOT NULL AS present;
 -- name: applied_migrations
 -- Migrations recorded as applied, with their checksums.
 SELECT name, checksum FROM schema_migrations ORDER BY name;
+
+-- name: prune_jobs
+-- Delete up to %(batch_size)s jobs that finished (completed, failed, cancelled)
+-- before the cutoff, oldest first, skipping rows another session holds: one
+-- small transaction per call, so prune never blocks the API or the workers.
+-- Returns how many of each status went.
+WITH doomed AS (
+    SELECT id FROM jobs
+    WHERE finished_at < now() - make_interval(secs => %(older_than_seconds)s::float8)
+      AND status IN ('completed', 'failed', 'cancelled')
+    ORDER BY finished_at
+    LIMIT %(batch_size)s
+    FOR UPDATE SKIP LOCKED
+), deleted AS (
+    DELETE FROM jobs USING doomed WHERE jobs.id = doomed.id RETURNING jobs.status
+)
+SELECT status, count(*) AS count FROM deleted GROUP BY status;
+
+-- name: prune_batches
+-- Delete batch records older than the cutoff whose jobs are all gone.
+DELETE FROM batches
+WHERE id IN (
+    SELECT b.id FROM batches b
+    WHERE b.created_at < now() - make_interval(secs => %(older_than_seconds)s::float8)
+      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id)
+    LIMIT %(batch_size)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id;
