@@ -59,6 +59,13 @@ def _positive_duration(text: str) -> float:
     return value
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host:
+        raise ValueError("must be host:port, e.g. 127.0.0.1:9464")
+    return host.strip("[]"), _port(port)
+
+
 def _url(text: str) -> str:
     parts = urlsplit(text.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -131,6 +138,7 @@ class Settings:
     worker_claim_limit: int = 4
     worker_concurrency: int | None = None
     worker_shutdown_grace: float = 30.0
+    worker_metrics_addr: tuple[str, int] | None = None
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -198,6 +206,7 @@ _VARIABLES = (
     ("WORKER_CLAIM_LIMIT", "worker_claim_limit", _positive_int),
     ("WORKER_CONCURRENCY", "worker_concurrency", _positive_int),
     ("WORKER_SHUTDOWN_GRACE", "worker_shutdown_grace", _positive_duration),
+    ("WORKER_METRICS_ADDR", "worker_metrics_addr", _host_port),
     ("LOG_LEVEL", "log_level", lambda s: _choice(s.strip().upper(), ("DEBUG", "INFO", "WARNING", "ERROR"))),
     ("LOG_FORMAT", "log_format", lambda s: _choice(s.strip().lower(), ("text", "json"))),
 )

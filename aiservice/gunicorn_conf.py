@@ -5,6 +5,8 @@ bad variable stops start-up with one line naming it.
 """
 
 import os
+import shutil
+import tempfile
 
 from aiservice import logs
 from aiservice.config import ConfigError, Settings
@@ -63,3 +65,25 @@ def worker_exit(server, worker):
     app = getattr(worker, "wsgi", None)
     if app is not None and hasattr(app, "store"):
         app.store.db.close()
+
+
+# Metrics: every worker process writes its counters to files in one directory
+# and a scrape of any of them reports the sum (prometheus_client's multiprocess
+# mode). Made once per master (HUP re-reads this file: keep the same directory).
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="aiservice-metrics-")
+    _own_metrics_dir = True
+else:
+    _own_metrics_dir = False
+
+
+def child_exit(server, worker):
+    """A worker is gone: merge its live gauges away (counters stay counted)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from psycopg.types.json import Jsonb
 
-from aiservice import migrations
+from aiservice import metrics, migrations
 from aiservice.config import Settings
 from aiservice.db import Database
 from aiservice.errors import (
@@ -202,7 +202,9 @@ class JobStore:
 
     def complete(self, job_id: uuid.UUID, worker_id: str, result: dict, *,
                  attempt: int | None = None) -> dict:
-        return self._fenced(Q.complete_job, job_id, worker_id, attempt, result=Jsonb(result))
+        row = self._fenced(Q.complete_job, job_id, worker_id, attempt, result=Jsonb(result))
+        metrics.job_outcome(row)
+        return row
 
     def fail(self, job_id: uuid.UUID, worker_id: str, category: str, message: str, *,
              attempt: int | None = None, retryable: bool | None = None,
@@ -212,12 +214,14 @@ class JobStore:
             retryable = category in RETRYABLE_CATEGORIES
         if len(message) > MAX_ERROR_MESSAGE:
             message = message[: MAX_ERROR_MESSAGE - 3] + "..."
-        return self._fenced(
+        row = self._fenced(
             Q.fail_job, job_id, worker_id, attempt, category=category, message=message,
             retryable=retryable, retry_after_seconds=retry_after_seconds,
             backoff_base=self.settings.retry_backoff_base,
             backoff_max=self.settings.retry_backoff_max,
         )
+        metrics.job_outcome(row)
+        return row
 
     def heartbeat_many(self, worker_id: str, held: list[tuple[uuid.UUID, int]]) -> set[uuid.UUID]:
         """Extend the leases of ``held`` (id, attempt) pairs in one statement; return the ids still held."""

@@ -9,7 +9,7 @@ import falcon
 
 from aiservice import logs, migrations
 from aiservice.api import errors, openapi, resources
-from aiservice.api.middleware import RequestId
+from aiservice.api.middleware import Metrics, RequestId
 from aiservice.config import ConfigError, Settings
 from aiservice.db import Database, errors_translated
 from aiservice.errors import AIServiceError
@@ -30,7 +30,7 @@ def create_app(settings: Settings, store: JobStore | None = None, schemas: Schem
     """The API for ``settings``; the database pool opens on the first request."""
     store = store or JobStore(Database(settings, "aiservice-api"), settings)
     schemas = schemas or Schemas()
-    app = ServiceApp(middleware=[RequestId()])
+    app = ServiceApp(middleware=[RequestId(), Metrics()])
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.default_media_type = falcon.MEDIA_JSON
     errors.register(app)
@@ -47,6 +47,7 @@ def create_app(settings: Settings, store: JobStore | None = None, schemas: Schem
     app.add_route("/api/v1/stats", resources.Stats(*parts))
     app.add_route("/api/v1/providers/status", resources.ProvidersStatus(ProviderStatus(settings)))
     app.add_route("/api/v1/openapi.json", resources.OpenAPI(openapi.build(schemas)))
+    app.add_route("/metrics", resources.Metrics(*parts))
     app.add_route("/healthz", resources.Health())
     app.add_route("/readyz", resources.Ready(*parts))
     app.store = store

@@ -43,6 +43,7 @@ _OPERATIONS = [
      None, "200", _ANY, ("422", "503")),
     ("/api/v1/providers/status", "get", "Each configured provider: kind, redacted URL, reachable, latency, models",
      None, "200", _ANY, ()),
+    ("/metrics", "get", "Prometheus text format", None, "200", {"type": "string"}, ()),
     ("/healthz", "get", "Process health (no database)", None, "200", _ANY, ()),
     ("/readyz", "get", "PostgreSQL answers and migrations are current", None, "200", _ANY, ("503",)),
 ]

@@ -11,6 +11,7 @@ from aiservice.api.body import (
     query_params,
     read_json,
 )
+from aiservice import metrics
 from aiservice.api.errors import error_body
 from aiservice.config import Settings, parse_duration
 from aiservice.errors import AIServiceError, BatchNotFound, InvalidRequest, JobNotFound
@@ -238,6 +239,14 @@ class ProvidersStatus:
 
     def on_get(self, req, resp):
         resp.media = self.status.report()
+
+
+class Metrics(_Resource):
+    """/metrics: Prometheus text format."""
+
+    def on_get(self, req, resp):
+        resp.content_type = metrics.CONTENT_TYPE
+        resp.data = metrics.render(self.store)
 
 
 class Health:

@@ -15,6 +15,7 @@ import urllib.parse
 
 import urllib3
 
+from aiservice import metrics
 from aiservice.config import Settings
 from aiservice.schemas import Schemas
 from aiservice.worker.providers import (Client, ProviderError, basic_auth, endpoint, json_object,
@@ -78,10 +79,11 @@ class LLMChat(Handler):
         task_input = self._check_input(self.schemas, "tasks/llm_chat", job)
         body = json.dumps(self.request_body(task_input)).encode("utf-8")
         started = time.monotonic()
-        resp = self.client.request("POST", self.url, body=body, headers=self.headers, timeout=self.timeout)
-        if resp.status != 200:
-            raise self.client.error_for(resp, "the LLM provider")
-        doc = json_object(resp, "the LLM provider")
+        with metrics.provider_call(self.name):
+            resp = self.client.request("POST", self.url, body=body, headers=self.headers, timeout=self.timeout)
+            if resp.status != 200:
+                raise self.client.error_for(resp, "the LLM provider")
+            doc = json_object(resp, "the LLM provider")
         try:
             choice = doc["choices"][0]
             content = choice["message"].get("content")
@@ -121,13 +123,14 @@ class Transcribe(Handler):
         task_input = self._check_input(self.schemas, "tasks/transcribe", job)
         audio, filename = self.audio(task_input)
         started = time.monotonic()
-        if self.dialect == "openai":
-            resp = self._openai(task_input, audio, filename)
-        else:
-            resp = self._asr(task_input, audio, filename)
-        if resp.status != 200:
-            raise self.client.error_for(resp, "the WhisperX server")
-        doc = json_object(resp, "the WhisperX server")  # asr-webservice says text/plain
+        with metrics.provider_call(self.name):
+            if self.dialect == "openai":
+                resp = self._openai(task_input, audio, filename)
+            else:
+                resp = self._asr(task_input, audio, filename)
+            if resp.status != 200:
+                raise self.client.error_for(resp, "the WhisperX server")
+            doc = json_object(resp, "the WhisperX server")  # asr-webservice says text/plain
         result = normalise_transcript(doc, self.model if self.dialect == "openai" else "whisperx")
         result["duration_ms"] = round((time.monotonic() - started) * 1000)
         return result

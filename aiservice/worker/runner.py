@@ -27,6 +27,8 @@ import threading
 import time
 import uuid
 
+import prometheus_client
+
 from aiservice.config import Settings
 from aiservice.db import Database
 from aiservice.errors import Conflict, JobNotFound, Unavailable
@@ -84,6 +86,10 @@ class Worker:
             log.error("no providers configured: set LLM_BASE_URL and/or WHISPERX_URL")
             return 2
         self.db.open()
+        if self.settings.worker_metrics_addr:
+            host, port = self.settings.worker_metrics_addr
+            prometheus_client.start_http_server(port, addr=host)
+            log.info("metrics at http://%s:%d/metrics", host, port)
         self.listener.start()
         threads = [threading.Thread(target=self._job_thread, name=f"job-{n}", daemon=True)
                    for n in range(self.threads)]

@@ -154,3 +154,20 @@ def test_json_logs_one_object_per_line_with_the_request_id_and_no_secret(serve):
     assert {"method": "POST", "path": "/api/v1/jobs", "status": 201, "request_id": "trace-42"}.items() <= access[-2].items()
     assert access[-1]["status"] == 404
     assert "sk-never-log-me" not in output and "Classify this text" not in output
+
+
+def test_metrics_add_up_across_gunicorn_worker_processes(serve):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    s = serve(HTTP_WORKERS="2")
+    for _ in range(20):
+        assert s.call("POST", "/api/v1/jobs", JOB)[0] == 201
+    seen = set()
+    for _ in range(6):
+        resp = s.http.request("GET", s.base + "/metrics")
+        total = sum(sample.value for family in text_string_to_metric_families(resp.data.decode())
+                    for sample in family.samples
+                    if sample.name == "aiservice_http_requests_total"
+                    and sample.labels == {"method": "POST", "route": "/api/v1/jobs", "status": "201"})
+        seen.add(total)
+    assert seen == {20.0}  # every scrape, whichever process answers, reports all 20

@@ -45,7 +45,7 @@ def test_openapi_lists_every_route_and_its_schemas_resolve(app):
         ("/api/v1/jobs/claim", "post"), ("/api/v1/jobs/{id}", "get"),
         ("/api/v1/jobs/{id}/heartbeat", "post"), ("/api/v1/jobs/{id}/complete", "post"),
         ("/api/v1/jobs/{id}/fail", "post"), ("/api/v1/jobs/{id}/retry", "post"),
-        ("/api/v1/jobs/{id}/cancel", "post"), ("/api/v1/batches/{id}", "get"), ("/api/v1/stats", "get"), ("/api/v1/providers/status", "get"),
+        ("/api/v1/jobs/{id}/cancel", "post"), ("/api/v1/batches/{id}", "get"), ("/api/v1/stats", "get"), ("/api/v1/providers/status", "get"), ("/metrics", "get"),
         ("/healthz", "get"), ("/readyz", "get"),
     }
     assert {(p, m) for p, ops in doc["paths"].items() for m in ops} == expected
