@@ -304,16 +304,14 @@ class JobStore:
 
     def stats(self, window_seconds: float) -> dict:
         with self.db.transaction() as conn:
-            depth = conn.execute(Q.queue_depth, prepare=False).fetchall()
+            depth = conn.execute(Q.queue_depth).fetchall()
             oldest = conn.execute(Q.oldest_pending).fetchone()
             finished = conn.execute(Q.finished_since, {"window_seconds": window_seconds},
                                     prepare=False).fetchall()
             health = conn.execute(Q.database_health).fetchone()
         totals = {status: 0 for status in ("pending", "running")}
-        scheduled = 0
         for row in depth:
             totals[row["status"]] += row["count"]
-            scheduled += row["scheduled"]
         outcome = {status: 0 for status in ("completed", "failed", "cancelled")}
         failures: dict[str, int] = {}
         for row in finished:
@@ -322,11 +320,11 @@ class JobStore:
                 category = row["category"] or "unknown"
                 failures[category] = failures.get(category, 0) + row["count"]
         return {
-            "queue": {**totals, "scheduled": scheduled},
+            "queue": totals,
             "depth": [{"status": r["status"], "task_type": r["task_type"],
                        "model_profile": r["model_profile"], "count": r["count"]} for r in depth],
             "oldest_pending_age_seconds": _seconds(oldest["oldest_pending_age_seconds"]),
-            "longest_due_wait_seconds": _seconds(oldest["longest_due_wait_seconds"]),
+            "head_wait_seconds": _seconds(oldest["head_wait_seconds"]),
             "window_seconds": window_seconds,
             "finished": outcome,
             "failures_by_category": dict(sorted(failures.items())),

@@ -85,9 +85,10 @@ class QueueCollector:
             if not any(d["status"] == status for d in stats["depth"]):
                 jobs.add_metric([status, "", ""], 0)
         yield jobs
-        scheduled = GaugeMetricFamily("aiservice_jobs_scheduled", "Pending jobs not yet due.")
-        scheduled.add_metric([], stats["queue"]["scheduled"])
-        yield scheduled
+        head = GaugeMetricFamily("aiservice_queue_head_wait_seconds",
+                                 "How long the job the next claim takes has been due (0 when none).")
+        head.add_metric([], stats["head_wait_seconds"] or 0)
+        yield head
         oldest = GaugeMetricFamily("aiservice_oldest_pending_age_seconds",
                                    "Age of the oldest pending job (0 when none).")
         oldest.add_metric([], stats["oldest_pending_age_seconds"] or 0)

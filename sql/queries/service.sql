@@ -1,21 +1,22 @@
 -- name: queue_depth
--- Live (pending and running) jobs by status, task type and model profile, with
--- how many pending ones are not yet due. Only rows in the two partial indexes
--- are read, however many finished jobs the table holds.
-SELECT status, task_type, model_profile, count(*) AS count,
-       count(*) FILTER (WHERE status = 'pending' AND run_after > now()) AS scheduled
-FROM jobs
-WHERE status IN ('pending', 'running')
+-- Live (pending and running) jobs by status, task type and model profile, from
+-- the counters the triggers of migration 0003 keep: a few dozen rows to read,
+-- however many jobs there are.
+SELECT status, task_type, model_profile, sum(n)::bigint AS count
+FROM job_live_counts
 GROUP BY status, task_type, model_profile
+HAVING sum(n) <> 0
 ORDER BY status, task_type, model_profile;
 
 -- name: oldest_pending^
--- The oldest pending job (ids are UUIDv7, so min(id) is the oldest) and the
--- longest wait of a job that is due now.
+-- The age of the oldest pending job (ids are UUIDv7: min(id) is the oldest, read
+-- from jobs_status_idx) and how long the job at the head of the queue, the one
+-- the next claim takes, has been due (the first entry of jobs_claim_idx).
 SELECT (SELECT extract(epoch FROM now() - created_at) FROM jobs
-        WHERE status = 'pending' ORDER BY id LIMIT 1) AS oldest_pending_age_seconds,
-       (SELECT extract(epoch FROM now() - min(run_after)) FROM jobs
-        WHERE status = 'pending' AND run_after <= now()) AS longest_due_wait_seconds;
+        WHERE status = 'pending' ORDER BY status, id LIMIT 1) AS oldest_pending_age_seconds,
+       (SELECT extract(epoch FROM now() - run_after) FROM jobs
+        WHERE status = 'pending' AND run_after <= now()
+        ORDER BY priority DESC, run_after, id LIMIT 1) AS head_wait_seconds;
 
 -- name: finished_since
 -- Jobs that finished in the window, by final status, and failures by category.
