@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from aiservice.config import Settings, redact_url
+from aiservice.config import Settings
 from aiservice.errors import InvalidRequest, Unavailable
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,3 @@ def errors_translated() -> Iterator[None]:
 def _first_line(exc: Exception) -> str:
     return (str(exc).splitlines() or [""])[0]
 
-
-def describe_target(settings: Settings) -> str:
-    """Where the database is, without credentials (for logs)."""
-    return redact_url(settings.database_url) or "?"

@@ -23,6 +23,7 @@ from aiservice.errors import (
     InvalidTransition,
     JobNotFound,
     LeaseMismatch,
+    Unavailable,
 )
 from aiservice.ids import uuid7
 from aiservice.queries import Q
@@ -92,18 +93,20 @@ class JobStore:
         """Insert a job; return (row, created). A reused idempotency key returns the first job."""
         job = _with_defaults(job)
         fingerprint = request_hash(job)
-        params = {**job, "id": uuid7(), "input": Jsonb(job["input"]), "request_hash": fingerprint}
-        with self.db.transaction() as conn:
-            row = conn.execute(Q.create_job, params).fetchone()
-            if row is not None:
-                return row, True
-            # ON CONFLICT waited for any concurrent insert of the same key to
-            # commit, so this read (a new snapshot) sees the winner.
-            existing = conn.execute(Q.get_job_by_idempotency_key, job).fetchone()
-        if existing is None:  # the winner rolled back, or was pruned meanwhile
-            return self.create(job)
-        _check_replay(existing, fingerprint)
-        return existing, False
+        params = {**job, "input": Jsonb(job["input"]), "request_hash": fingerprint}
+        for _ in range(3):
+            with self.db.transaction() as conn:
+                row = conn.execute(Q.create_job, {**params, "id": uuid7()}).fetchone()
+                if row is not None:
+                    return row, True
+                # ON CONFLICT waited for any concurrent insert of the same key to
+                # commit, so this read (a new snapshot) sees the winner.
+                existing = conn.execute(Q.get_job_by_idempotency_key, job).fetchone()
+            if existing is not None:
+                _check_replay(existing, fingerprint)
+                return existing, False
+            # The winner rolled back, or its job was pruned in between: try again.
+        raise Unavailable("could not settle a concurrent create with the same idempotency_key")
 
     def create_batch(self, jobs: list[dict], owner_service: str | None = None) -> tuple[uuid.UUID, list[dict]]:
         """Insert many jobs in one statement, all or nothing; return (batch id, rows in order).
