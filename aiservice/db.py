@@ -57,6 +57,62 @@ def _check_when_readable(conn: psycopg.Connection) -> None:
         ConnectionPool.check_connection(conn)
 
 
+class Notifier:
+    """Announces new jobs (``NOTIFY aiservice_jobs``) from a connection and a thread of its own.
+
+    Called after a commit, ``notify()`` only sets an event; the thread sends one
+    pg_notify for however many calls came in meanwhile. The NOTIFY never runs
+    inside a job's transaction, where PostgreSQL's notification lock would
+    serialise every commit. Failures are logged and forgotten: workers still
+    poll.
+    """
+
+    CHANNEL = "aiservice_jobs"
+
+    def __init__(self, settings: Settings, application_name: str):
+        self.settings = settings
+        self.application_name = application_name
+        self._pending = threading.Event()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def notify(self) -> None:
+        self._pending.set()
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None and not self._closed.is_set():
+                    self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
+                    self._thread.start()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._pending.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        conn = None
+        while True:
+            self._pending.wait()
+            if self._closed.is_set():
+                break
+            self._pending.clear()
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.settings.database_url, autocommit=True,
+                                           **connect_kwargs(self.settings, self.application_name))
+                conn.execute("SELECT pg_notify(%s, '')", [self.CHANNEL])
+            except psycopg.Error as exc:
+                log.warning("could not announce new jobs (workers will poll): %s", _first_line(exc))
+                if conn is not None:
+                    conn.close()
+                conn = None
+                self._closed.wait(1.0)
+        if conn is not None:
+            conn.close()
+
+
 class Database:
     """One connection pool per process, opened on first use (after gunicorn forks)."""
 
@@ -75,6 +131,7 @@ class Database:
             open=False,
         )
         self._opened = False
+        self.notifier = Notifier(settings, application_name)
 
     def open(self) -> None:
         with self._lock:
@@ -85,6 +142,7 @@ class Database:
                 self._opened = True
 
     def close(self) -> None:
+        self.notifier.close()
         with self._lock:
             if self._opened:
                 self._pool.close()

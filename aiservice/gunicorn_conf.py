@@ -57,7 +57,9 @@ control_socket_disable = True
 
 def post_worker_init(worker):
     """Open this worker's pool now rather than on its first request."""
-    worker.wsgi.store.db.open()
+    store = getattr(worker.wsgi, "store", None)  # absent for another app under these settings
+    if store is not None:
+        store.db.open()
 
 
 def worker_exit(server, worker):

@@ -97,8 +97,10 @@ class JobStore:
         for _ in range(3):
             with self.db.transaction() as conn:
                 row = conn.execute(Q.create_job, {**params, "id": uuid7()}).fetchone()
-                if row is not None:
-                    return row, True
+            if row is not None:
+                self.db.notifier.notify()  # committed: wake idle workers
+                return row, True
+            with self.db.transaction() as conn:
                 # ON CONFLICT waited for any concurrent insert of the same key to
                 # commit, so this read (a new snapshot) sees the winner.
                 existing = conn.execute(Q.get_job_by_idempotency_key, job).fetchone()
@@ -150,6 +152,7 @@ class JobStore:
                     row = existing[(job["owner_service"], job["idempotency_key"])]
                     _check_replay(row, fingerprint)
                 ordered.append(row)
+        self.db.notifier.notify()  # committed: wake idle workers
         return batch_id, ordered
 
     # --- reading --------------------------------------------------------
