@@ -406,6 +406,52 @@ def built_in_worker(b: Bench, url: str) -> None:
     b.record("peak RSS, the worker with 16 threads", rss, "MB", target=("<=", 120))
 
 
+def _claim_p50_ms(store: JobStore, samples: int) -> float:
+    """Median time of one claim of 10 jobs; each claim is handed back (untimed) to keep the depth."""
+    times = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        jobs = store.claim("latency", 10)
+        times.append((time.perf_counter() - started) * 1000)
+        store.release("latency", [(j["id"], j["attempts"]) for j in jobs])
+    return statistics.median(times)
+
+
+def claims(b: Bench, url: str) -> None:
+    """Claim latency at 10 thousand pending, at a deep queue, and after as many jobs came and went."""
+    deep = 100_000 if b.quick else 1_000_000
+    samples = 100 if b.quick else 300
+    truncate(url)
+    seed_pending(url, 10_000)
+    settings = Settings(database_url=url)
+    store = JobStore(Database(settings, "bench"), settings)
+    base = _claim_p50_ms(store, samples)
+    seed_pending(url, deep - 10_000)
+    at_depth = _claim_p50_ms(store, samples)
+    b.record(f"claim latency, {deep:,} vs 10,000 pending (p50 {at_depth:.2f} vs {base:.2f} ms)",
+             at_depth / base, "x", target=("<=", 1.5))
+    # Now let `deep` jobs come and go the way they do in production: completed,
+    # then pruned, with autovacuum (the table's own settings) left to catch up.
+    truncate(url)
+    seed_pending(url, 10_000)
+    base = _claim_p50_ms(store, samples)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO jobs (id, owner_service, task_type, model_profile, input) "
+                     "SELECT gen_random_uuid(), 'churn', 'llm_chat', 'qwen2.5-14b', %s::jsonb "
+                     "FROM generate_series(1, %s)", [json.dumps(CHAT_INPUT), deep])
+        conn.execute("UPDATE jobs SET status = 'completed', result = '{\"content\": \"ok\"}', "
+                     "started_at = now(), finished_at = now() - interval '40 days' WHERE owner_service = 'churn'")
+    while sum(store.prune_batch(30 * 86400, 5000).values()) == 5000:
+        pass
+    just_pruned = _claim_p50_ms(store, samples)
+    time.sleep(5 if b.quick else 70)  # autovacuum_naptime is 1 min; the jobs table vacuums after 20k changes
+    after = _claim_p50_ms(store, samples)
+    store.db.close()
+    b.record(f"claim latency after {deep:,} jobs created, completed and pruned, vs before "
+             f"(p50 {after:.2f} vs {base:.2f} ms; {just_pruned:.2f} ms right after the prune)",
+             after / base, "x", target=("<=", 1.3))
+
+
 def reads(b: Bench, url: str) -> None:
     finished, pending = (100_000, 10_000) if b.quick else (1_000_000, 100_000)
     truncate(url)
@@ -448,7 +494,7 @@ def main() -> None:
         url = b.database("bench")
         print(f"AI Service benchmark ({'quick' if args.quick else 'full'}), {os.cpu_count()} cores, "
               f"durable PostgreSQL at {b.pg.bindir}", flush=True)
-        for figure in (single_create, batch_create, external_worker, built_in_worker, reads):
+        for figure in (single_create, batch_create, external_worker, built_in_worker, claims, reads):
             figure(b, url)
     finally:
         b.stop()
