@@ -156,9 +156,6 @@ class Database:
         with errors_translated(), self._pool.connection() as conn:
             yield conn
 
-    def stats(self) -> dict:
-        return self._pool.get_stats() if self._opened else {}
-
 
 @contextlib.contextmanager
 def errors_translated() -> Iterator[None]:

@@ -42,8 +42,12 @@ PUBLIC_FIELDS = ("id", "owner_service", "owner_ref", "task_type", "model_profile
                  "duration_ms")
 
 
-def request_hash(job: dict) -> str:
-    """Fingerprint of what a caller asked for, to tell a replay from a reused key."""
+def request_hash(job: dict) -> str | None:
+    """Fingerprint of what a caller asked for, to tell a replay from a reused key.
+
+    Only jobs with an idempotency_key have one (nothing else ever compares it)."""
+    if not job.get("idempotency_key"):
+        return None
     canonical = json.dumps({k: job.get(k) for k in JOB_FIELDS}, sort_keys=True,
                            separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -308,12 +312,13 @@ class JobStore:
 
     # --- numbers ----------------------------------------------------------
 
-    def stats(self, window_seconds: float) -> dict:
+    def stats(self, window_seconds: float, *, history: bool = True) -> dict:
+        """Queue depth, ages and database health; with ``history``, outcomes over the window too."""
         with self.db.transaction() as conn:
             depth = conn.execute(Q.queue_depth).fetchall()
             oldest = conn.execute(Q.oldest_pending).fetchone()
             finished = conn.execute(Q.finished_since, {"window_seconds": window_seconds},
-                                    prepare=False).fetchall()
+                                    prepare=False).fetchall() if history else []
             health = conn.execute(Q.database_health).fetchone()
         totals = {status: 0 for status in ("pending", "running")}
         for row in depth:

@@ -70,7 +70,7 @@ class QueueCollector:
 
         up = GaugeMetricFamily("aiservice_database_up", "1 when PostgreSQL answered this scrape.")
         try:
-            stats = self.store.stats(300.0)
+            stats = self.store.stats(300.0, history=False)  # gauges only: no window counting
         except AIServiceError:
             up.add_metric([], 0)
             yield up

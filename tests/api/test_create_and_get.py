@@ -92,3 +92,12 @@ def test_built_in_task_input_is_validated_at_create(app):
 
 def test_compact_chat_input_is_accepted(app):
     app.post_json("/api/v1/jobs", {**JOB, "task_type": "llm_chat", "input": {"system": "Answer as JSON.", "user": "Classify"}}, status=201)
+
+
+def test_only_jobs_with_an_idempotency_key_carry_a_request_fingerprint(app, sql):
+    plain = app.post_json("/api/v1/jobs", JOB, status=201).json
+    keyed = app.post_json("/api/v1/jobs", {**JOB, "idempotency_key": "k"}, status=201).json
+    batch = app.post_json("/api/v1/jobs/batch", {"jobs": [JOB, {**JOB, "idempotency_key": "b"}]}, status=201).json
+    rows = {str(r["id"]): r["request_hash"] for r in sql("SELECT id, request_hash FROM jobs")}
+    assert rows[plain["id"]] is None and rows[batch["jobs"][0]["id"]] is None
+    assert len(rows[keyed["id"]]) == 64 and len(rows[batch["jobs"][1]["id"]]) == 64
