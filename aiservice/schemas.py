@@ -1,5 +1,15 @@
 """JSON Schemas from ``schema/``: checked and compiled once, then used per request.
 
+Two validators per schema. jsonschema-rs (compiled Rust) answers the common
+question, "is this valid?", in 1-3 µs where the pure-Python jsonschema takes
+35-115 µs per document, the largest cost of a create after the commit itself.
+The Python validator stays the authority: it runs whenever the fast one says
+no (or cannot read the value), and its findings are what the caller sees, so
+the error details and the edge cases (Python's ``re``, our formats) are
+exactly the reference implementation's. A test checks, over thousands of
+mutated documents, that the fast validator never accepts what the reference
+refuses.
+
 Errors come back as ``details``: ``{"pointer": "/jobs/3/input/messages", "message": "..."}``,
 the JSON pointer naming the offending field of the request body.
 """
@@ -8,11 +18,14 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import json
+import re
 import uuid
 from importlib import resources
 
 import jsonschema
+import jsonschema_rs
 from jsonschema import Draft202012Validator, FormatChecker
 
 from aiservice.errors import InvalidRequest
@@ -43,6 +56,39 @@ def _is_uuid(value: object) -> bool:
     if isinstance(value, str):
         uuid.UUID(value)
     return True
+
+
+@functools.lru_cache(maxsize=None)
+def _ecma_pattern(pattern: str) -> re.Pattern:
+    """``pattern`` for Python's ``re`` with ECMA-262's ``$``: the very end, not before a final newline."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + "\\Z"
+    return re.compile(pattern)
+
+
+def _pattern(validator, pattern, instance, schema):
+    # JSON Schema patterns are ECMA-262; jsonschema's default (re.search) lets
+    # "calls\n" through "^[a-z]+$", and a newline in a name reaches the logs.
+    if validator.is_type(instance, "string") and not _ecma_pattern(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# The reference validator: Draft 2020-12 with ECMA-262 anchors.
+_Reference = jsonschema.validators.extend(Draft202012Validator, {"pattern": _pattern})
+
+
+def _accepts(check):
+    """``check`` as the bool-returning format callable jsonschema-rs takes."""
+    def accepts(value: str) -> bool:
+        try:
+            return bool(check(value))
+        except ValueError:
+            return False
+    return accepts
+
+
+# The same format checks, for the fast validator.
+_FAST_FORMATS = {"date-time": _accepts(_is_datetime), "uuid": _accepts(_is_uuid)}
 
 
 def parse_datetime(value: str) -> dt.datetime:
@@ -88,15 +134,25 @@ class Schemas:
         defaults["title"] = "Defaults of a batch"
         self.documents["jobs.batch.defaults"] = defaults
         self._validators = {}
+        self._fast = {}
         for name, document in self.documents.items():
             Draft202012Validator.check_schema(document)
-            self._validators[name] = Draft202012Validator(document, format_checker=FORMATS)
+            self._validators[name] = _Reference(document, format_checker=FORMATS)
+            self._fast[name] = jsonschema_rs.Draft202012Validator(
+                document, formats=_FAST_FORMATS, validate_formats=True, ignore_unknown_formats=False)
+
+    def is_valid_fast(self, name: str, instance: object) -> bool:
+        """The fast validator's verdict; False also when it cannot read ``instance``."""
+        try:
+            return self._fast[name].is_valid(instance)
+        except Exception:  # noqa: BLE001  a value it cannot convert: the reference decides
+            return False
 
     def errors(self, name: str, instance: object, prefix: tuple = ()) -> list[dict]:
         """The details of every violation of schema ``name`` (empty when valid)."""
-        validator = self._validators[name]
-        if validator.is_valid(instance):
+        if self.is_valid_fast(name, instance):
             return []
+        validator = self._validators[name]
         details = []
         for error in validator.iter_errors(instance):
             details.extend(_describe(error, prefix))

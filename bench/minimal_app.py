@@ -17,7 +17,7 @@ def pool() -> ConnectionPool:
     global _pool
     with _lock:
         if _pool is None:  # after the fork, like the service
-            _pool = ConnectionPool(os.environ["DATABASE_URL"], min_size=1, max_size=8, open=True)
+            _pool = ConnectionPool(os.environ["DATABASE_URL"], min_size=1, max_size=int(os.environ.get("DB_POOL_SIZE", "8")), open=True)
     return _pool
 
 

@@ -63,3 +63,10 @@ def test_transcribe_input_needs_exactly_one_audio_source(schemas):
 
 def test_unknown_task_types_take_any_input(schemas):
     assert schemas.task_input_errors("call_analysis", {"anything": [1, 2]}, ()) == []
+
+
+@pytest.mark.parametrize("value", ["calls\n", "calls\nmore", "\ncalls"])
+def test_patterns_anchor_at_the_very_end_as_in_ecma_262(schemas, value):
+    details = schemas.errors("jobs.create", {"owner_service": value, "task_type": "x", "model_profile": "m"})
+    assert [d["pointer"] for d in details] == ["/owner_service"]
+    assert schemas.errors("jobs.create", {"owner_service": "calls", "task_type": "x", "model_profile": "m"}) == []
