@@ -18,6 +18,7 @@ from aiservice import metrics, migrations
 from aiservice.config import Settings
 from aiservice.db import Database
 from aiservice.errors import (
+    AIServiceError,
     BatchNotFound,
     IdempotencyConflict,
     InvalidTransition,
@@ -68,6 +69,16 @@ def public_job(row: dict) -> dict:
     for name in ("run_after", "lease_expires_at", "created_at", "started_at", "finished_at", "updated_at"):
         job[name] = timestamp(row[name])
     return job
+
+
+def _lease_refusal(state: dict) -> AIServiceError:
+    """Why a write fenced by worker and attempt did not match a job in ``state``."""
+    if state["status"] != "running":
+        return InvalidTransition(f"the job is {state['status']}, not running",
+                                 current_status=state["status"])
+    return LeaseMismatch("the job is held by another worker or a later attempt "
+                         f"(current attempt {state['attempts']})",
+                         current_status=state["status"])
 
 
 def _with_defaults(job: dict) -> dict:
@@ -216,6 +227,33 @@ class JobStore:
         metrics.job_outcome(row)
         return row
 
+    def complete_many(self, worker_id: str, done: list[tuple[uuid.UUID, int, dict]]
+                      ) -> dict[uuid.UUID, dict | AIServiceError]:
+        """Complete many held jobs, (id, attempt, result) each, in one statement and one commit.
+
+        Returns, by id, the row written (id, status, task_type, model_profile,
+        error) or the error a single ``complete`` would have raised for it
+        (``JobNotFound``, ``InvalidTransition``, ``LeaseMismatch``).
+        """
+        if not done:
+            return {}
+        params = {"worker_id": worker_id, "ids": [i for i, _, _ in done],
+                  "attempts": [a for _, a, _ in done],
+                  "results": [json.dumps(r, separators=(",", ":")) for _, _, r in done]}
+        with self.db.transaction() as conn:
+            rows = {row["id"]: row for row in conn.execute(Q.complete_jobs, params)}
+            missing = [i for i, _, _ in done if i not in rows]
+            states = ({s["id"]: s for s in conn.execute(Q.get_job_states, {"ids": missing})}
+                      if missing else {})
+        out: dict[uuid.UUID, dict | AIServiceError] = {}
+        for job_id, _, _ in done:
+            if job_id in rows:
+                metrics.job_outcome(rows[job_id])
+                out[job_id] = rows[job_id]
+            else:
+                out[job_id] = _lease_refusal(states[job_id]) if job_id in states else JobNotFound()
+        return out
+
     def fail(self, job_id: uuid.UUID, worker_id: str, category: str, message: str, *,
              attempt: int | None = None, retryable: bool | None = None,
              retry_after_seconds: float | None = None) -> dict:
@@ -258,16 +296,8 @@ class JobStore:
 
     def _fenced(self, query: str, job_id, worker_id, attempt, **params) -> dict:
         """A write only the lease holder (this worker, this attempt) may make."""
-        def refusal(state: dict) -> Exception:
-            if state["status"] != "running":
-                return InvalidTransition(f"the job is {state['status']}, not running",
-                                         current_status=state["status"])
-            return LeaseMismatch("the job is held by another worker or a later attempt "
-                                 f"(current attempt {state['attempts']})",
-                                 current_status=state["status"])
-
         return self._write(query, {"id": job_id, "worker_id": worker_id, "attempt": attempt,
-                                   **params}, refusal)
+                                   **params}, _lease_refusal)
 
     # --- operators' side ------------------------------------------------
 

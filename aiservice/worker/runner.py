@@ -4,10 +4,16 @@
   slots of each handler), at most ``WORKER_CLAIM_LIMIT`` per claim, only the
   task types and model profiles its handlers serve. A claim commits before any
   provider is called.
+- While jobs run, it lets freed slots gather for up to ``CLAIM_GATHER`` (5 ms)
+  after its last claim, until half the threads are free: one claim then fills
+  several slots instead of a claim transaction per finished job. An idle worker
+  claims at once.
 - Idle, it sleeps until a NOTIFY, the next due time of a scheduled job or an
   expiring lease, or ``WORKER_POLL_INTERVAL``, whichever comes first.
-- Job threads run a handler, then complete or fail the job in a short
-  transaction of its own, fenced by worker id and attempt.
+- Job threads run a handler, then fail the job in a short transaction of its
+  own, or hand the result to the completer, which writes the results of all
+  jobs finished meanwhile in one statement; both are fenced by worker id and
+  attempt, and the thread frees its slot only once the outcome is committed.
 - The heartbeat thread extends the leases of running jobs every third of the
   lease, in one statement; a lease it finds lost (taken over, retried,
   cancelled) means the thread's result is dropped.
@@ -33,8 +39,9 @@ from aiservice.config import Settings
 from aiservice.db import Database
 from aiservice.errors import Conflict, JobNotFound, Unavailable
 from aiservice.jobs import JobStore
-from aiservice import systemd
+from aiservice import metrics, systemd
 from aiservice.schemas import Schemas
+from aiservice.worker.completer import Completer
 from aiservice.worker.handlers import Handler, build_handlers
 from aiservice.worker.listener import Listener
 from aiservice.worker.providers import ProviderError, make_pool
@@ -51,6 +58,8 @@ class Running:
 
 
 class Worker:
+    CLAIM_GATHER = 0.005
+
     def __init__(self, settings: Settings, handlers: list[Handler] | None = None,
                  schemas: Schemas | None = None):
         self.settings = settings
@@ -61,6 +70,7 @@ class Worker:
         app_name = f"aiservice-worker:{self.worker_id}"[:63]
         self.db = Database(settings, app_name, pool_size=self.threads + 2)
         self.store = JobStore(self.db, settings)
+        self.completer = Completer(self.store, self.worker_id)
         self.http = make_pool(self.threads)
         self.handlers = handlers if handlers is not None else build_handlers(
             settings, self.http, schemas or Schemas())
@@ -76,6 +86,7 @@ class Worker:
         self.ready = threading.Event()
         self._watchdog = systemd.watchdog_interval()
         self._last_ping = 0.0
+        self._last_claim = 0.0
         self.stats = {"completed": 0, "failed": 0, "retrying": 0, "dropped": 0, "released": 0}
 
     # --- life cycle -----------------------------------------------------------
@@ -91,6 +102,7 @@ class Worker:
             prometheus_client.start_http_server(port, addr=host)
             log.info("metrics at http://%s:%d/metrics", host, port)
         self.listener.start()
+        self.completer.start()
         threads = [threading.Thread(target=self._job_thread, name=f"job-{n}", daemon=True)
                    for n in range(self.threads)]
         for t in threads:
@@ -149,6 +161,7 @@ class Worker:
         self._stop_heartbeat.set()
         for _ in threads:
             self._queue.put(None)
+        self.completer.close()
         self.stop.set()
         self.listener.join(timeout=3)
         self.db.close()
@@ -160,6 +173,7 @@ class Worker:
         while not self.stop.is_set():
             self._ping_watchdog()
             self.wake.clear()  # a NOTIFY from now on makes the next wait return at once
+            self._gather_free_slots()
             try:
                 more = self._claim_round()
             except Unavailable:
@@ -174,6 +188,14 @@ class Worker:
                     continue
             timeout = self._idle_timeout()
             self.wake.wait(min(timeout, self._watchdog) if self._watchdog else timeout)
+
+    def _gather_free_slots(self) -> None:
+        """While jobs run and fewer than half the threads are free, wait for more (briefly)."""
+        deadline = self._last_claim + self.CLAIM_GATHER
+        with self._slot_freed:
+            while (self._running and not self.stop.is_set() and self._free_total() < self.threads / 2
+                   and (remaining := deadline - time.monotonic()) > 0):
+                self._slot_freed.wait(remaining)
 
     def _ping_watchdog(self) -> None:
         """Tell systemd the loop is alive; called only from the loop itself."""
@@ -190,9 +212,13 @@ class Worker:
             if free <= 0 or self.stop.is_set():
                 continue
             limit = min(free, self.claim_limit)
-            jobs = self.store.claim(self.worker_id, limit, task_types=handler.task_types,
-                                    model_profiles=handler.model_profiles,
-                                    lease_seconds=self.lease_seconds)
+            with metrics.CLAIMS.time():
+                jobs = self.store.claim(self.worker_id, limit, task_types=handler.task_types,
+                                        model_profiles=handler.model_profiles,
+                                        lease_seconds=self.lease_seconds)
+            metrics.CLAIMED.inc(len(jobs))
+            if jobs:
+                self._last_claim = time.monotonic()
             with self._lock:
                 for job in jobs:
                     self._running[job["id"]] = Running(job["id"], job["attempts"], handler)
@@ -275,7 +301,7 @@ class Worker:
         while True:
             try:
                 if error is None:
-                    return self.store.complete(job["id"], self.worker_id, result, attempt=job["attempts"])
+                    return self.completer.complete(job["id"], job["attempts"], result)
                 return self.store.fail(job["id"], self.worker_id, error.category, error.message,
                                        attempt=job["attempts"], retryable=error.retryable,
                                        retry_after_seconds=error.retry_after)

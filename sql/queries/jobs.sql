@@ -52,6 +52,10 @@ SELECT * FROM jobs WHERE id = %(id)s;
 -- Just enough of a job to explain why a fenced write did not match.
 SELECT status, worker_id, attempts FROM jobs WHERE id = %(id)s;
 
+-- name: get_job_states
+-- The same for many jobs at once (the ones a batched completion did not match).
+SELECT id, status, worker_id, attempts FROM jobs WHERE id = ANY(%(ids)s);
+
 -- name: list_jobs
 -- Newest first, keyset-paginated on id (UUIDv7: id order is creation order).
 -- Every filter is optional; run unprepared so each call gets a plan for the
@@ -162,6 +166,25 @@ UPDATE jobs SET
 WHERE id = %(id)s AND status = 'running' AND worker_id = %(worker_id)s
   AND (%(attempt)s::int IS NULL OR attempts = %(attempt)s)
 RETURNING *;
+
+-- name: complete_jobs
+-- Store the results of many running jobs this worker holds, each fenced by its
+-- attempt, in one statement and one commit: the worker's completer writes
+-- whatever finished meanwhile together (results as binary text arrays, cast
+-- here). Returns what the outcome metrics need of each row written; an id
+-- missing from the answer was refused.
+UPDATE jobs SET
+    status = 'completed',
+    result = done.result::jsonb,
+    error = NULL,
+    lease_expires_at = NULL,
+    finished_at = now(),
+    duration_ms = (extract(epoch FROM now() - jobs.started_at) * 1000)::bigint,
+    updated_at = now()
+FROM unnest(%(ids)b::uuid[], %(attempts)b::int[], %(results)b::text[]) AS done(id, attempt, result)
+WHERE jobs.id = done.id AND jobs.attempts = done.attempt
+  AND jobs.status = 'running' AND jobs.worker_id = %(worker_id)s
+RETURNING jobs.id, jobs.status, jobs.task_type, jobs.model_profile, jobs.error;
 
 -- name: fail_job^
 -- Record a failed attempt of a running job held by this worker. A retryable

@@ -183,3 +183,23 @@ def _wait(store, job_id, status, timeout=10):
     while store.get(job_id)["status"] != status:
         assert time.monotonic() < deadline, store.get(job_id)
         time.sleep(0.05)
+
+
+def test_a_busy_worker_claims_and_completes_many_jobs_per_statement(app, start_worker, fake, sql):
+    """Zero-latency provider, 8 threads, 400 jobs: freed slots gather before a claim, and results
+    finished meanwhile are written together (a statement per job each way would be 800)."""
+    from aiservice import metrics
+
+    claims_before = metrics.CLAIMS.collect()[0].samples
+    count_before = next(s.value for s in claims_before if s.name.endswith("_count"))
+    app.post_json("/api/v1/jobs/batch", {"defaults": {k: v for k, v in CHAT.items() if k != "input"},
+                                         "jobs": [{"input": {"user": "hi"}}] * 400}, status=201)
+    worker = start_worker(llm_base_url=fake.url + "/v1", worker_concurrency=8, worker_claim_limit=8)
+    deadline = time.monotonic() + 60
+    while sql("SELECT count(*) AS n FROM jobs WHERE status = 'completed'")[0]["n"] < 400:
+        assert time.monotonic() < deadline, "the jobs did not complete"
+        time.sleep(0.05)
+    claims = next(s.value for s in metrics.CLAIMS.collect()[0].samples if s.name.endswith("_count")) - count_before
+    assert worker.completer.completed == 400
+    assert worker.completer.batches <= 0.6 * 400, worker.completer.batches
+    assert claims <= 0.6 * 400, claims
