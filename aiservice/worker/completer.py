@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 
 class _Handed:
+    """One result handed over. ``done`` is a bare lock, taken at hand-over and released once the
+    answer is in: the waiter blocks in C on its second acquire (an Event costs a Python Condition
+    and a fresh lock per wait, about 20 µs a job here)."""
+
     __slots__ = ("job_id", "attempt", "result", "answer", "done")
 
     def __init__(self, job_id: uuid.UUID, attempt: int, result: dict):
@@ -32,7 +36,8 @@ class _Handed:
         self.attempt = attempt
         self.result = result
         self.answer: dict | AIServiceError | None = None
-        self.done = threading.Event()
+        self.done = threading.Lock()
+        self.done.acquire()
 
 
 class Completer:
@@ -70,7 +75,7 @@ class Completer:
                 self._cond.notify()
         if closed:
             self._write([handed])
-        handed.done.wait()
+        handed.done.acquire()  # until _write has answered
         if isinstance(handed.answer, AIServiceError):
             raise handed.answer
         return handed.answer
@@ -109,4 +114,4 @@ class Completer:
         self.completed += sum(1 for a in answers.values() if not isinstance(a, AIServiceError))
         for h in batch:
             h.answer = answers[h.job_id]
-            h.done.set()
+            h.done.release()
