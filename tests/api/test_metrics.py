@@ -6,7 +6,6 @@ import webtest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aiservice.api.app import create_app
-from tests.conftest import JOB
 
 
 def scrape(app) -> dict:

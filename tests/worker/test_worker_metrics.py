@@ -36,6 +36,10 @@ def test_the_worker_serves_provider_latency_errors_and_outcomes(app, fake, datab
         outcome = frozenset({("task_type", "llm_chat"), ("model_profile", "qwen2.5-14b")})
         assert samples[("aiservice_job_outcomes_total", outcome | {("outcome", "retried"), ("category", "provider_unavailable")})] == 1
         assert samples[("aiservice_job_outcomes_total", outcome | {("outcome", "completed"), ("category", "")})] == 1
+        # Two attempts: claimed twice, each claim timed; the success went through the completer.
+        assert samples[("aiservice_worker_claimed_jobs_total", frozenset())] == 2
+        assert samples[("aiservice_worker_claim_duration_seconds_count", frozenset())] >= 2
+        assert samples[("aiservice_worker_completion_batches_total", frozenset())] == 1
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
