@@ -64,14 +64,15 @@ class Notifier:
     pg_notify for however many calls came in meanwhile. The NOTIFY never runs
     inside a job's transaction, where PostgreSQL's notification lock would
     serialise every commit. After each NOTIFY the thread rests ``MIN_INTERVAL``:
-    a lone create is announced at once, a busy API sends at most 200 a second
-    (each costs a round trip and a thread switch, about 100 µs of CPU, and wakes
-    every listening worker). Failures are logged and forgotten: workers still
-    poll.
+    a lone create is announced at once, a busy API sends at most 50 a second
+    (each costs a round trip and thread switches, about 100 µs of CPU in the API
+    and more in PostgreSQL, and wakes every listening worker). A create that
+    comes during the rest waits for its end, 20 ms at most: River's limiter
+    allows one per 100 ms. Failures are logged and forgotten: workers still poll.
     """
 
     CHANNEL = "aiservice_jobs"
-    MIN_INTERVAL = 0.005
+    MIN_INTERVAL = 0.02
 
     def __init__(self, settings: Settings, application_name: str):
         self.settings = settings

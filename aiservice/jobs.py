@@ -1,7 +1,8 @@
 """The job store: every job operation, by named query, for the API and the worker alike.
 
-Inputs are already validated (``api/``); rows come back as dicts, and
-``public_job`` turns one into what the API shows.
+Inputs are already validated (``api/``); rows come back as dicts. A row the
+API answers with carries ``public``: the job as the API shows it, JSON text
+written by PostgreSQL (``job_json`` in ``sql/migrations/0006_job_json.sql``).
 """
 
 from __future__ import annotations
@@ -36,12 +37,6 @@ MAX_ERROR_MESSAGE = 4000
 # The fields a caller sets on a job (all optional but the first three).
 JOB_FIELDS = ("owner_service", "task_type", "model_profile", "owner_ref", "input",
               "priority", "run_after", "max_attempts", "idempotency_key")
-PUBLIC_FIELDS = ("id", "owner_service", "owner_ref", "task_type", "model_profile", "input",
-                 "result", "status", "priority", "run_after", "attempts", "max_attempts",
-                 "error", "errors", "worker_id", "lease_expires_at", "idempotency_key",
-                 "batch_id", "created_at", "started_at", "finished_at", "updated_at",
-                 "duration_ms")
-
 
 def request_hash(job: dict) -> str | None:
     """Fingerprint of what a caller asked for, to tell a replay from a reused key.
@@ -59,16 +54,6 @@ def timestamp(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def public_job(row: dict) -> dict:
-    """A job row as the API shows it (JSON-ready)."""
-    job = {name: row[name] for name in PUBLIC_FIELDS}
-    job["id"] = str(row["id"])
-    job["batch_id"] = str(row["batch_id"]) if row["batch_id"] else None
-    for name in ("run_after", "lease_expires_at", "created_at", "started_at", "finished_at", "updated_at"):
-        job[name] = timestamp(row[name])
-    return job
 
 
 def _lease_refusal(state: dict) -> AIServiceError:
@@ -105,7 +90,9 @@ class JobStore:
     # --- creating -------------------------------------------------------
 
     def create(self, job: dict) -> tuple[dict, bool]:
-        """Insert a job; return (row, created). A reused idempotency key returns the first job."""
+        """Insert a job; return (row, created). A reused idempotency key returns the first job.
+
+        The row has at least ``id``, ``status`` and ``public``."""
         job = _with_defaults(job)
         fingerprint = request_hash(job)
         params = {**job, "input": Jsonb(job["input"]), "request_hash": fingerprint}
@@ -128,7 +115,7 @@ class JobStore:
     def create_batch(self, jobs: list[dict], owner_service: str | None = None) -> tuple[uuid.UUID, list[dict]]:
         """Insert many jobs in one statement, all or nothing; return (batch id, rows in order).
 
-        A job whose idempotency key already exists resolves to the existing job.
+        Each row has at least ``id`` and ``public``. A job whose idempotency key already exists resolves to the existing job.
         """
         jobs = [_with_defaults(j) for j in jobs]
         batch_id = uuid7()
@@ -182,7 +169,8 @@ class JobStore:
     def list(self, *, limit: int, before_id: uuid.UUID | None = None, owner_service=None,
              owner_ref=None, status=None, task_type=None, model_profile=None,
              batch_id=None) -> list[dict]:
-        """Newest first; ``before_id`` continues after the last job of the previous page."""
+        """Newest first, ``id`` and ``public`` each; ``before_id`` continues after the last
+        job of the previous page."""
         params = {"limit": limit, "before_id": before_id, "owner_service": owner_service,
                   "owner_ref": owner_ref, "status": status, "task_type": task_type,
                   "model_profile": model_profile, "batch_id": batch_id}
@@ -202,14 +190,17 @@ class JobStore:
 
     def claim(self, worker_id: str, limit: int, *, task_types: Iterable[str] | None = None,
               model_profiles: Iterable[str] | None = None,
-              lease_seconds: float | None = None) -> list[dict]:
-        """Claim up to ``limit`` jobs for ``worker_id``, highest priority first, then oldest."""
+              lease_seconds: float | None = None, public: bool = False) -> list[dict]:
+        """Claim up to ``limit`` jobs for ``worker_id``, highest priority first, then oldest.
+
+        With ``public`` each row also carries the job as the API shows it."""
         params = {
             "worker_id": worker_id,
             "limit": limit,
             "task_types": list(task_types) if task_types is not None else None,
             "model_profiles": list(model_profiles) if model_profiles is not None else None,
             "lease_seconds": float(lease_seconds or self.settings.lease_seconds),
+            "public": public,
         }
         with self.db.transaction() as conn:
             rows = conn.execute(Q.claim_jobs, params).fetchall()

@@ -565,7 +565,7 @@ def sustained(b: Bench, url: str) -> None:
     probe_dir = tempfile.mkdtemp(prefix="probe-", dir=b.root)
     claim_sql = (Q.claim_jobs.replace("%(worker_id)s", "'bench-probe'").replace("%(limit)s", "1")
                  .replace("%(task_types)s", "NULL").replace("%(model_profiles)s", "NULL")
-                 .replace("%(lease_seconds)s", "60").replace("%%", "%"))
+                 .replace("%(lease_seconds)s", "60").replace("%(public)s", "false").replace("%%", "%"))
     script = pathlib.Path(probe_dir, "claim.sql")
     script.write_text(f"BEGIN;\n{claim_sql};\nROLLBACK;\n")
     pgbench = shutil.which("pgbench") or str(find_bindir() / "pgbench")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
+import os
 
 from aiservice import logs, metrics
 
@@ -15,7 +15,7 @@ _SANE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 class RequestId:
     def process_request(self, req, resp):
         given = req.get_header("X-Request-ID")
-        req.context.request_id = given if given and _SANE.match(given) else uuid.uuid4().hex
+        req.context.request_id = given if given and _SANE.match(given) else os.urandom(16).hex()
         logs.request_id.set(req.context.request_id)  # every log line of this request carries it
 
     def process_response(self, req, resp, resource, req_succeeded):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import falcon
 
 from aiservice.api.body import (
@@ -16,7 +18,7 @@ from aiservice.api.errors import error_body
 from aiservice.config import Settings, parse_duration
 from aiservice.errors import AIServiceError, BatchNotFound, InvalidRequest, JobNotFound
 from aiservice.ids import uuid_from_text
-from aiservice.jobs import STATUSES, JobStore, public_job, timestamp
+from aiservice.jobs import STATUSES, JobStore, timestamp
 from aiservice.schemas import MAX_DETAILS, Schemas, parse_datetime
 
 API = "/api/v1"
@@ -56,6 +58,18 @@ def _as_job(document: dict) -> dict:
     return job
 
 
+def _job_answer(resp: falcon.Response, row: dict) -> None:
+    """Answer with the job as PostgreSQL wrote it (``job_json``), untouched."""
+    resp.text = row["public"]
+
+
+def _jobs_answer(resp: falcon.Response, rows: list[dict], **fields) -> None:
+    """Answer ``{"jobs": [...], **fields}``, the jobs as PostgreSQL wrote them."""
+    parts = [f'{{"jobs":[{",".join(row["public"] for row in rows)}]']
+    parts.extend(f",{json.dumps(name)}:{json.dumps(value)}" for name, value in fields.items())
+    resp.text = "".join(parts) + "}"
+
+
 def _raise_if(details: list[dict]) -> None:
     if details:
         first = details[0]
@@ -80,7 +94,7 @@ class Jobs(_Resource):
         if not created:
             resp.set_header("Idempotent-Replayed", "true")
         resp.location = f"{API}/jobs/{row['id']}"
-        resp.media = public_job(row)
+        _job_answer(resp, row)
 
     def on_get(self, req, resp):
         params = query_params(req, self.LIST_PARAMS)
@@ -101,10 +115,7 @@ class Jobs(_Resource):
         )
         more = len(rows) > limit
         rows = rows[:limit]
-        resp.media = {
-            "jobs": [public_job(r) for r in rows],
-            "next_cursor": encode_cursor(rows[-1]["id"]) if more else None,
-        }
+        _jobs_answer(resp, rows, next_cursor=encode_cursor(rows[-1]["id"]) if more else None)
 
 
 class JobBatch(_Resource):
@@ -137,7 +148,7 @@ class JobBatch(_Resource):
                                                  owner_service=defaults.get("owner_service"))
         resp.status = falcon.HTTP_201
         resp.location = f"{API}/batches/{batch_id}"
-        resp.media = {"batch_id": str(batch_id), "jobs": [public_job(r) for r in rows]}
+        _jobs_answer(resp, rows, batch_id=str(batch_id))
 
 
 class JobClaim(_Resource):
@@ -148,30 +159,30 @@ class JobClaim(_Resource):
         rows = self.store.claim(
             body["worker_id"], body.get("limit", 1),
             task_types=body.get("task_types"), model_profiles=body.get("model_profiles"),
-            lease_seconds=body.get("lease_seconds"),
+            lease_seconds=body.get("lease_seconds"), public=True,
         )
-        resp.media = {"jobs": [public_job(r) for r in rows]}
+        _jobs_answer(resp, rows)
 
 
 class Job(_Resource):
     """/api/v1/jobs/{job_id} and its actions."""
 
     def on_get(self, req, resp, job_id):
-        resp.media = public_job(self.store.get(_job_id(job_id)))
+        _job_answer(resp, self.store.get(_job_id(job_id)))
 
     def on_post_heartbeat(self, req, resp, job_id):
         job_id = _job_id(job_id)
         body = self.body(req, "jobs.heartbeat")
         row = self.store.heartbeat(job_id, body["worker_id"], attempt=body.get("attempt"),
                                    lease_seconds=body.get("lease_seconds"))
-        resp.media = public_job(row)
+        _job_answer(resp, row)
 
     def on_post_complete(self, req, resp, job_id):
         job_id = _job_id(job_id)
         body = self.body(req, "jobs.complete")
         row = self.store.complete(job_id, body["worker_id"], body["result"],
                                   attempt=body.get("attempt"))
-        resp.media = public_job(row)
+        _job_answer(resp, row)
 
     def on_post_fail(self, req, resp, job_id):
         job_id = _job_id(job_id)
@@ -181,17 +192,17 @@ class Job(_Resource):
             attempt=body.get("attempt"), retryable=body.get("retryable"),
             retry_after_seconds=body.get("retry_after_seconds"),
         )
-        resp.media = public_job(row)
+        _job_answer(resp, row)
 
     def on_post_retry(self, req, resp, job_id):
         job_id = _job_id(job_id)
         self.body(req, "jobs.retry", optional=True)
-        resp.media = public_job(self.store.retry(job_id))
+        _job_answer(resp, self.store.retry(job_id))
 
     def on_post_cancel(self, req, resp, job_id):
         job_id = _job_id(job_id)
         self.body(req, "jobs.cancel", optional=True)
-        resp.media = public_job(self.store.cancel(job_id))
+        _job_answer(resp, self.store.cancel(job_id))
 
 
 class Batch(_Resource):

@@ -7,11 +7,11 @@ VALUES (%(id)s, %(owner_service)s, %(owner_ref)s, %(task_type)s, %(model_profile
         %(input)s, %(priority)s, coalesce(%(run_after)s, now()), %(max_attempts)s,
         %(idempotency_key)s, %(request_hash)s)
 ON CONFLICT (owner_service, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING *;
+RETURNING id, status, job_json(jobs)::text AS public;
 
 -- name: get_job_by_idempotency_key^
 -- The job an owner created earlier with this idempotency key.
-SELECT * FROM jobs
+SELECT *, job_json(jobs)::text AS public FROM jobs
 WHERE owner_service = %(owner_service)s AND idempotency_key = %(idempotency_key)s;
 
 -- name: create_batch!
@@ -36,17 +36,17 @@ FROM unnest(%(ids)b::uuid[], %(owner_services)b::text[], %(owner_refs)b::text[],
      AS j(id, owner_service, owner_ref, task_type, model_profile, input,
           priority, run_after, max_attempts, idempotency_key, request_hash)
 ON CONFLICT (owner_service, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING *;
+RETURNING id, job_json(jobs)::text AS public;
 
 -- name: get_jobs_by_idempotency_keys
 -- Existing jobs for (owner_service, idempotency_key) pairs given as two arrays.
-SELECT jobs.* FROM jobs
+SELECT jobs.*, job_json(jobs)::text AS public FROM jobs
 JOIN unnest(%(owner_services)s::text[], %(idempotency_keys)s::text[]) AS k(owner_service, idempotency_key)
   ON jobs.owner_service = k.owner_service AND jobs.idempotency_key = k.idempotency_key;
 
 -- name: get_job^
 -- One job by id.
-SELECT * FROM jobs WHERE id = %(id)s;
+SELECT *, job_json(jobs)::text AS public FROM jobs WHERE id = %(id)s;
 
 -- name: get_job_state^
 -- Just enough of a job to explain why a fenced write did not match.
@@ -60,7 +60,7 @@ SELECT id, status, worker_id, attempts FROM jobs WHERE id = ANY(%(ids)s);
 -- Newest first, keyset-paginated on id (UUIDv7: id order is creation order).
 -- Every filter is optional; run unprepared so each call gets a plan for the
 -- filters it actually has.
-SELECT * FROM jobs
+SELECT id, job_json(jobs)::text AS public FROM jobs
 WHERE (%(owner_service)s::text IS NULL OR owner_service = %(owner_service)s)
   AND (%(owner_ref)s::text IS NULL OR owner_ref = %(owner_ref)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
@@ -78,6 +78,8 @@ LIMIT %(limit)s;
 -- jobs that have no attempts left end failed with category lease_expired
 -- instead. The CTEs stay MATERIALIZED so that the planner cannot turn the
 -- LIMIT into more locked or updated rows than asked for.
+-- With %(public)s true (the API's claim) each row also carries job_json, the
+-- job as the API shows it; the built-in worker does not pay for it.
 WITH expired AS MATERIALIZED (
     SELECT id, attempts, max_attempts, priority, run_after
     FROM jobs
@@ -141,7 +143,8 @@ UPDATE jobs SET
     updated_at = now()
 FROM picked
 WHERE jobs.id = picked.id
-RETURNING jobs.*;
+RETURNING jobs.*,
+          CASE WHEN %(public)s THEN job_json(jobs)::text END AS public;
 
 -- name: heartbeat_job^
 -- Extend the lease of a running job held by this worker (and attempt, if given).
@@ -151,7 +154,7 @@ UPDATE jobs SET
     updated_at = now()
 WHERE id = %(id)s AND status = 'running' AND worker_id = %(worker_id)s
   AND (%(attempt)s::int IS NULL OR attempts = %(attempt)s)
-RETURNING *;
+RETURNING *, job_json(jobs)::text AS public;
 
 -- name: complete_job^
 -- Store the result of a running job held by this worker (and attempt, if given).
@@ -165,7 +168,7 @@ UPDATE jobs SET
     updated_at = now()
 WHERE id = %(id)s AND status = 'running' AND worker_id = %(worker_id)s
   AND (%(attempt)s::int IS NULL OR attempts = %(attempt)s)
-RETURNING *;
+RETURNING *, job_json(jobs)::text AS public;
 
 -- name: complete_jobs
 -- Store the results of many running jobs this worker holds, each fenced by its
@@ -216,7 +219,7 @@ UPDATE jobs SET
     updated_at = now()
 FROM decision d
 WHERE jobs.id = d.id
-RETURNING jobs.*;
+RETURNING jobs.*, job_json(jobs)::text AS public;
 
 -- name: retry_job^
 -- Put a failed or running job back to pending, due now. A job that had used
@@ -231,7 +234,7 @@ UPDATE jobs SET
     duration_ms = NULL,
     updated_at = now()
 WHERE id = %(id)s AND status IN ('failed', 'running')
-RETURNING *;
+RETURNING *, job_json(jobs)::text AS public;
 
 -- name: cancel_job^
 -- Cancel a pending or running job; a running holder's later writes get 409.
@@ -243,7 +246,7 @@ UPDATE jobs SET
         ELSE (extract(epoch FROM now() - started_at) * 1000)::bigint END,
     updated_at = now()
 WHERE id = %(id)s AND status IN ('pending', 'running')
-RETURNING *;
+RETURNING *, job_json(jobs)::text AS public;
 
 -- name: get_batch^
 -- A batch and its job counts by status.

@@ -121,7 +121,7 @@ def test_the_claim_query_uses_the_partial_indexes(db):
         plan = "\n".join(r["QUERY PLAN"] for r in conn.execute(
             "EXPLAIN " + Q.claim_jobs,
             {"worker_id": "w", "limit": 1, "task_types": None, "model_profiles": None,
-             "lease_seconds": 30.0}).fetchall())
+             "lease_seconds": 30.0, "public": False}).fetchall())
     assert "jobs_claim_idx" in plan and "jobs_lease_idx" in plan
 
 
