@@ -7,7 +7,6 @@ written by PostgreSQL (``job_json`` in ``sql/migrations/0006_job_json.sql``).
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import uuid
@@ -47,13 +46,6 @@ def request_hash(job: dict) -> str | None:
     canonical = json.dumps({k: job.get(k) for k in JOB_FIELDS}, sort_keys=True,
                            separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def timestamp(value: dt.datetime | None) -> str | None:
-    """RFC 3339 in UTC with microseconds: 2026-11-24T09:00:00.000000Z."""
-    if value is None:
-        return None
-    return value.astimezone(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _lease_refusal(state: dict) -> AIServiceError:

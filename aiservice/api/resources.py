@@ -18,7 +18,7 @@ from aiservice.api.errors import error_body
 from aiservice.config import Settings, parse_duration
 from aiservice.errors import AIServiceError, BatchNotFound, InvalidRequest, JobNotFound
 from aiservice.ids import uuid_from_text
-from aiservice.jobs import STATUSES, JobStore, timestamp
+from aiservice.jobs import STATUSES, JobStore
 from aiservice.schemas import MAX_DETAILS, Schemas, parse_datetime
 
 API = "/api/v1"
@@ -219,7 +219,7 @@ class Batch(_Resource):
         resp.media = {
             "id": str(row["id"]),
             "owner_service": row["owner_service"],
-            "created_at": timestamp(row["created_at"]),
+            "created_at": row["created_at"],
             "total": row["job_count"],
             "counts": counts,
             "done": finished == row["job_count"],

@@ -250,7 +250,7 @@ RETURNING *, job_json(jobs)::text AS public;
 
 -- name: get_batch^
 -- A batch and its job counts by status.
-SELECT b.id, b.owner_service, b.job_count, b.created_at,
+SELECT b.id, b.owner_service, b.job_count, api_time(b.created_at) AS created_at,
        coalesce((SELECT jsonb_object_agg(status, n) FROM (
            SELECT status, count(*) AS n FROM jobs WHERE batch_id = b.id GROUP BY status
        ) c), '{}') AS counts

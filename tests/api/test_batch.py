@@ -24,6 +24,9 @@ def test_batch_status_counts_jobs_by_status(app, claim):
     assert status["total"] == 3
     assert status["counts"] == {"pending": 2, "running": 0, "completed": 1, "failed": 0, "cancelled": 0}
     assert status["done"] is False
+    # The batch and its jobs are created in one transaction, and both times come from api_time.
+    assert status["created_at"] == body["jobs"][0]["created_at"]
+    assert status["created_at"].endswith("Z") and len(status["created_at"]) == 27
 
 
 def test_unknown_batch_is_404(app):
